@@ -1,0 +1,26 @@
+"""dmt — Space-Time Diffusion Features for Zero-Shot Text-Driven Motion Transfer (Yatim et al.,
+CVPR 2024) on ZeroScope, as a plain PyTorch library. It never imports ComfyUI.
+
+Stages (each callable alone, each returning data):
+    load_zeroscope → prepare_frames → invert_video → extract_targets → low_frequency_init
+    → guided_sample → decode_latents;  or `transfer` for all of them.
+"""
+
+from .errors import (DMTError, DMTOutOfMemoryError, InputError, Interrupted, InversionMismatchError,
+                     ModelLoadError)
+from .features import FEATURE_PATHS, capture_features, spatial_marginal_mean, truncated_forward
+from .inversion import DEFAULT_INVERSION_STEPS, DEFAULT_SAMPLING_STEPS, Inversion, invert_latents, invert_video
+from .latents import decode_latents, encode_frames, prepare_frames
+from .loss import smm_loss, total_loss
+from .model import DEFAULT_MODEL, ZeroScope, download_model, load_zeroscope, missing_files
+from .noise_init import low_frequency_init, low_pass
+from .pipeline import TransferResult, transfer
+from .sampler import GuidanceSettings, SampleResult, denoise_step, guided_sample, optimize_latent
+from .schedule import Schedule, make_schedule, valid_inversion_steps
+from .serialization import load_inversion, save_inversion
+from .targets import Targets, extract_targets
+from .text import AUTHORS_PROMPT_PREFIX, DEFAULT_NEGATIVE_PROMPT, encode_prompt
+from .video_io import VideoClip, VideoReadError, read_video, write_video
+
+__version__ = "0.1.0"
+__all__ = [n for n in dir() if not n.startswith("_")]

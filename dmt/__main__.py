@@ -1,0 +1,7 @@
+"""`python -m dmt` — see dmt/cli.py."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

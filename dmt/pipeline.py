@@ -1,0 +1,63 @@
+"""The whole motion transfer in one call (what the CLI runs), built from the stage functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .inversion import DEFAULT_INVERSION_STEPS, DEFAULT_SAMPLING_STEPS, Inversion, invert_video
+from .latents import decode_latents
+from .model import ZeroScope
+from .noise_init import DEFAULT_DOWNSAMPLE_FACTOR, low_frequency_init
+from .progress import CheckInterrupt, OnStep, never_interrupt, no_progress
+from .sampler import GuidanceSettings, SampleResult, guided_sample
+from .targets import Targets, extract_targets
+from .text import AUTHORS_PROMPT_PREFIX, DEFAULT_NEGATIVE_PROMPT
+
+
+@dataclass
+class TransferResult:
+    """frames: (F, H, W, 3) float32 in [0, 1]. The intermediate results are kept as data."""
+
+    frames: torch.Tensor
+    inversion: Inversion
+    targets: Targets
+    init_latent: torch.Tensor
+    sample: SampleResult
+
+
+def transfer(
+    model: ZeroScope,
+    frames: torch.Tensor,
+    source_prompt: str,
+    target_prompt: str,
+    *,
+    negative_prompt: str = DEFAULT_NEGATIVE_PROMPT,
+    seed: int = 0,
+    num_steps: int = DEFAULT_SAMPLING_STEPS,
+    num_inversion_steps: int = DEFAULT_INVERSION_STEPS,
+    guidance_window: tuple[float, float] = (0.6, 1.0),
+    downsample_factor: int = DEFAULT_DOWNSAMPLE_FACTOR,
+    settings: GuidanceSettings = GuidanceSettings(),
+    prompt_prefix: str = AUTHORS_PROMPT_PREFIX,
+    inversion: Inversion | None = None,
+    vae_slice_size: int = 1,
+    on_step: OnStep = no_progress,
+    check_interrupt: CheckInterrupt = never_interrupt,
+) -> TransferResult:
+    """Invert (unless `inversion` is given), extract targets, init the latent, sample, decode.
+
+    frames: (F, H, W, 3) in [0, 1], already cut and resized (latents.prepare_frames).
+    The seed drives both the low-frequency init noise and the restart-sampling noise.
+    """
+    if inversion is None:
+        inversion = invert_video(model, frames, source_prompt, num_inversion_steps, num_steps,
+                                 prompt_prefix, vae_slice_size, on_step, check_interrupt)
+    targets = extract_targets(model, inversion, guidance_window, num_steps,
+                              on_step=on_step, check_interrupt=check_interrupt)
+    init = low_frequency_init(inversion, seed, downsample_factor, start_timestep=targets.schedule.timesteps[0])
+    sample = guided_sample(model, targets, init, target_prompt, negative_prompt, settings, seed=seed,
+                           prompt_prefix=prompt_prefix, on_step=on_step, check_interrupt=check_interrupt)
+    out = decode_latents(model, sample.latents, slice_size=vae_slice_size)
+    return TransferResult(frames=out, inversion=inversion, targets=targets, init_latent=init, sample=sample)
