@@ -94,6 +94,28 @@ def invert_latents(
     )
 
 
+def ddim_reconstruct(
+    model: ZeroScope, inversion: Inversion, on_step: OnStep = no_progress
+) -> torch.Tensor:
+    """Plain DDIM sampling (no CFG, the source prompt) back from the inversion's noisiest latent
+    along the inversion's own timesteps — the authors' reconstruction check.
+
+    Returns:
+        (1, 4, F, h, w) float32: ≈ inversion.x0 when the inversion is good.
+    """
+    from .ddim import ddim_step
+
+    steps = inversion_timesteps(model.scheduler, inversion.num_inversion_steps)
+    text = encode_prompt(model, inversion.source_prompt)
+    x = inversion.noisiest.to(model.device).float().clone()
+    with evaluation():
+        for k in range(len(steps) - 1, -1, -1):
+            eps = predict_noise(model, x, steps[k], text)
+            x = ddim_step(model.scheduler, x, eps, steps[k], steps[k - 1] if k > 0 else -1)
+            on_step("reconstruction", len(steps) - k, len(steps), x)
+    return x
+
+
 def invert_video(
     model: ZeroScope,
     frames: torch.Tensor,

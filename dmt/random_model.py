@@ -4,7 +4,9 @@ diffusers folders so the real loading code runs.
 
 diffusers zero-initialises the last conv of every TemporalConvLayer (each temporal conv is then
 an exact identity); these builders re-initialise them with small random values so the temporal
-path is exercised.
+path is exercised. The tiny model's output conv is also scaled down (×0.1): the noise prediction of
+a random network otherwise changes so fast with its input that DDIM inversion diverges, whereas a
+trained denoiser's varies slowly (the round-trip tests need that property).
 """
 
 from __future__ import annotations
@@ -85,6 +87,9 @@ def _randomize_temporal_convs(unet: torch.nn.Module, gen: torch.Generator, scale
             last.bias.data.copy_(torch.randn(last.bias.shape, generator=gen) * scale)
 
 
+OUT_SCALE = {"full": 1.0, "tiny": 0.1}
+
+
 def build_random_components(size: str = "tiny", seed: int = 0, vocab_size: int = 49408) -> dict:
     """UNet3DConditionModel, AutoencoderKL, CLIPTextModel and DDIMScheduler with random weights.
 
@@ -101,6 +106,8 @@ def build_random_components(size: str = "tiny", seed: int = 0, vocab_size: int =
         unet = UNet3DConditionModel(**cfg["unet"])
         gen = torch.Generator().manual_seed(seed + 1)
         _randomize_temporal_convs(unet, gen)
+        unet.conv_out.weight.data.mul_(OUT_SCALE[size])
+        unet.conv_out.bias.data.mul_(OUT_SCALE[size])
         vae = AutoencoderKL(**cfg["vae"])
         text = CLIPTextModel(CLIPTextConfig(vocab_size=vocab_size, bos_token_id=vocab_size - 2,
                                             eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1,

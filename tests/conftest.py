@@ -1,0 +1,42 @@
+"""Shared fixtures: a tiny random ZeroScope saved as a real diffusers folder, synthetic clips."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download anything
+
+import pytest
+import torch
+
+torch.set_num_threads(1)  # tiny models: threads only add overhead on a busy 2-core machine
+
+import dmt  # noqa: E402
+from dmt.random_model import save_random_model  # noqa: E402
+
+from helpers import INV_STEPS, STEPS, moving_square_clip  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> str:
+    return str(save_random_model(tmp_path_factory.mktemp("models") / "dmt-tiny", size="tiny", seed=0))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_dir) -> dmt.ZeroScope:
+    return dmt.load_zeroscope(tiny_model_dir, "float32", "cpu")
+
+
+@pytest.fixture(scope="session")
+def clip() -> torch.Tensor:
+    return moving_square_clip()
+
+
+@pytest.fixture(scope="session")
+def inversion(tiny_model, clip) -> dmt.Inversion:
+    return dmt.invert_video(tiny_model, clip, "a square", num_inversion_steps=INV_STEPS, num_sampling_steps=STEPS)
+
+
+@pytest.fixture(scope="session")
+def targets(tiny_model, inversion) -> dmt.Targets:
+    return dmt.extract_targets(tiny_model, inversion)

@@ -1,0 +1,48 @@
+"""Helpers shared by the tests (imported as `helpers`; tests/ has no __init__.py)."""
+
+from __future__ import annotations
+
+import torch
+
+import dmt
+
+# Small settings that keep every test in seconds: 10 sampling steps (guided: 901, 801, 701, 601),
+# 50 inversion steps (they visit every 10-step timestep), 6 frames of 64x64.
+STEPS, INV_STEPS, FRAMES, SIZE = 10, 50, 6, 64
+
+
+def model_state(model: dmt.ZeroScope) -> dict:
+    """Everything a run must leave untouched: weights, requires_grad, grads, hooks, checkpointing."""
+    mods = [model.unet, model.vae, model.text_encoder]
+    return {
+        "weights": [p.detach().clone() for m in mods for p in m.parameters()],
+        "requires_grad": [p.requires_grad for m in mods for p in m.parameters()],
+        "grads": [p.grad for m in mods for p in m.parameters()],
+        "hooks": sum(len(s._forward_hooks) + len(s._forward_pre_hooks) + len(s._backward_hooks)
+                     for m in mods for s in m.modules()),
+        "checkpointing": model.unet.is_gradient_checkpointing,
+        "devices": [str(m.device) for m in mods],
+    }
+
+
+def assert_same_state(before: dict, after: dict) -> None:
+    assert after["hooks"] == before["hooks"] == 0
+    assert after["requires_grad"] == before["requires_grad"]
+    assert all(g is None for g in after["grads"])
+    assert after["checkpointing"] == before["checkpointing"]
+    assert after["devices"] == before["devices"]
+    assert all(torch.equal(a, b) for a, b in zip(before["weights"], after["weights"]))
+
+
+def moving_square_clip(num_frames: int = FRAMES, size: int = SIZE, seed: int = 0) -> torch.Tensor:
+    """A textured square moving diagonally over a textured background: (F, size, size, 3) in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    bg = torch.rand(size, size, 3, generator=g) * 0.3
+    tex = torch.rand(size // 4, size // 4, 3, generator=g) * 0.5 + 0.5
+    frames = []
+    for i in range(num_frames):
+        f = bg.clone()
+        o = 4 + 3 * i
+        f[o : o + size // 4, o : o + size // 4] = tex
+        frames.append(f)
+    return torch.stack(frames)
