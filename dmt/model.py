@@ -120,12 +120,29 @@ def download_model(repo_id: str, folder: str | Path) -> Path:
 
 
 def _fingerprint(unet: torch.nn.Module, vae: torch.nn.Module, scheduler: DDIMScheduler) -> str:
+    """'<hash of the configs>:<the first 8 conv_in weights>' — the same for one checkpoint loaded
+    in any dtype (compared with a tolerance by `same_model`), different for other weights."""
     h = hashlib.sha256()
     for cfg in (unet.config, vae.config, scheduler.config):
         h.update(json.dumps({k: v for k, v in dict(cfg).items() if not k.startswith("_")},
                             sort_keys=True, default=str).encode())
-    h.update(unet.conv_in.weight.detach().float().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
+    probe = unet.conv_in.weight.detach().flatten()[:8].float().cpu().tolist()
+    return h.hexdigest()[:16] + ":" + ",".join(f"{v:.5g}" for v in probe)
+
+
+def same_model(a: str, b: str) -> bool:
+    """True when two fingerprints name the same architecture and checkpoint (dtype aside).
+    An empty fingerprint (unknown origin) matches anything."""
+    if not a or not b:
+        return True
+    (ha, _, va), (hb, _, vb) = a.partition(":"), b.partition(":")
+    if ha != hb:
+        return False
+    try:
+        xa, xb = torch.tensor([float(v) for v in va.split(",")]), torch.tensor([float(v) for v in vb.split(",")])
+    except ValueError:
+        return va == vb
+    return xa.shape == xb.shape and torch.allclose(xa, xb, rtol=1e-2, atol=1e-4)
 
 
 def load_zeroscope(

@@ -13,7 +13,7 @@ from .errors import InputError, InversionMismatchError, explain_out_of_memory
 from .features import spatial_marginal_mean, truncated_forward
 from .loss import LOSS_FORMS, total_loss
 from .memory import gradient_checkpointing
-from .model import ZeroScope
+from .model import ZeroScope, same_model
 from .progress import CheckInterrupt, OnStep, checkpoint, never_interrupt, no_progress
 from .schedule import Schedule, previous_timestep
 from .targets import Targets
@@ -164,7 +164,7 @@ def guided_sample(
     settings.validate()
     if not target_prompt or not target_prompt.strip():
         raise InputError("The target prompt is empty: describe what the new video should show.")
-    if targets.model_fingerprint and model.fingerprint and targets.model_fingerprint != model.fingerprint:
+    if not same_model(targets.model_fingerprint, model.fingerprint):
         raise InversionMismatchError("These targets were made with a different model; extract them again.")
     _check_latent(latent, targets)
     schedule: Schedule = targets.schedule

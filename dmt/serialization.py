@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from .errors import InversionMismatchError
 from .inversion import Inversion
+from .model import same_model
 from .schedule import Schedule
 from .targets import Targets
 
@@ -83,7 +84,7 @@ def load_inversion(
     if header["version"] > VERSION:
         raise InversionMismatchError(f"'{path}' was written by a newer DMT (format {header['version']}); update.")
     problems = []
-    if model_fingerprint and header["model_fingerprint"] and header["model_fingerprint"] != model_fingerprint:
+    if model_fingerprint and not same_model(header["model_fingerprint"], model_fingerprint):
         problems.append("it was made with a different model")
     if num_inversion_steps is not None and header["num_inversion_steps"] != num_inversion_steps:
         problems.append(f"it has {header['num_inversion_steps']} inversion steps, not {num_inversion_steps}")

@@ -11,7 +11,7 @@ from .grad_modes import evaluation
 from .errors import InputError, InversionMismatchError, explain_out_of_memory
 from .features import FEATURE_PATHS, spatial_marginal_mean, truncated_forward
 from .inversion import Inversion
-from .model import ZeroScope
+from .model import ZeroScope, same_model
 from .progress import CheckInterrupt, OnStep, checkpoint, never_interrupt, no_progress
 from .schedule import Schedule, check_inversion_covers, make_schedule
 from .text import encode_prompt
@@ -53,7 +53,7 @@ def extract_targets(
     Raises:
         InversionMismatchError: the inversion comes from another model or lacks a guided latent.
     """
-    if inversion.model_fingerprint and model.fingerprint and inversion.model_fingerprint != model.fingerprint:
+    if not same_model(inversion.model_fingerprint, model.fingerprint):
         raise InversionMismatchError(
             "This inversion was made with a different model; invert the video again with this model."
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -136,3 +137,25 @@ def test_targets_from_another_model_are_refused(tiny_model, inversion, targets):
     other = dataclasses.replace(targets, model_fingerprint="0000")
     with pytest.raises(dmt.InversionMismatchError, match="different model"):
         dmt.guided_sample(tiny_model, other, init, "a fox")
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_runs_with_targets_from_float32(tiny_model_dir, inversion, targets, dtype):
+    """Autocast path (and GradScaler for fp16); an fp32 inversion fits the same weights in fp16."""
+    from helpers import assert_same_state, model_state
+
+    model = dmt.load_zeroscope(tiny_model_dir, dtype)
+    assert dmt.model.same_model(model.fingerprint, targets.model_fingerprint)
+    before = model_state(model)
+    init = dmt.low_frequency_init(inversion, seed=0)
+    out = dmt.guided_sample(model, targets, init, "a fox", settings=dmt.GuidanceSettings(optimization_steps=2))
+    assert torch.isfinite(out.latents).all() and out.latents.dtype == torch.float32
+    assert all(np.isfinite(v) for losses in out.losses.values() for v in losses)
+    assert_same_state(before, model_state(model))
+
+
+def test_other_weights_have_another_fingerprint(tmp_path, tiny_model):
+    from dmt.random_model import save_random_model
+
+    other = dmt.load_zeroscope(str(save_random_model(tmp_path / "other", seed=1)), "float32")
+    assert not dmt.model.same_model(other.fingerprint, tiny_model.fingerprint)
