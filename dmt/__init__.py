@@ -14,6 +14,7 @@ from .latents import decode_latents, encode_frames, prepare_frames
 from .loss import smm_loss, total_loss
 from .model import DEFAULT_MODEL, ZeroScope, download_model, load_zeroscope, missing_files
 from .noise_init import low_frequency_init, low_pass
+from .preview import latent_preview
 from .pipeline import TransferResult, transfer
 from .sampler import GuidanceSettings, SampleResult, denoise_step, guided_sample, optimize_latent
 from .schedule import Schedule, make_schedule, valid_inversion_steps

@@ -66,3 +66,12 @@ def test_bad_noise_shape_and_factor():
         dmt.low_frequency_init(inv, noise=torch.zeros(1, 4, 2, 8, 8))
     with pytest.raises(dmt.InputError, match=">= 1"):
         dmt.low_frequency_init(inv, downsample_factor=0)
+
+
+def test_latent_preview_shapes_and_range():
+    z = torch.randn(1, 4, 3, 8, 10) * 3
+    one, all_ = dmt.latent_preview(z), dmt.latent_preview(z, frame=None)
+    assert one.shape == (8, 10, 3) and all_.shape == (3, 8, 10, 3)
+    assert 0 <= all_.min() and all_.max() <= 1 and torch.equal(one, all_[0])
+    with pytest.raises(ValueError, match="Expected latents"):
+        dmt.latent_preview(torch.zeros(3, 8, 8))
