@@ -32,6 +32,9 @@ class DMTOutOfMemoryError(DMTError, MemoryError):
     """The device ran out of memory; the message says what to lower."""
 
 
+for _cls in (DMTError, ModelLoadError, InputError, InversionMismatchError, Interrupted, DMTOutOfMemoryError):
+    _cls.__module__ = "dmt"  # ComfyUI shows the qualified name: 'dmt.InputError', not a file path
+
 OOM_ADVICE = (
     "Lower the memory use: fewer frames (e.g. 16 instead of 24), a smaller size (e.g. 448x256; both "
     "multiples of 8), dtype float16, or the low-memory mode; close other programs using the GPU."

@@ -127,6 +127,6 @@ def check_inversion_covers(scheduler: DDIMScheduler, num_inversion_steps: int, n
         valid = valid_inversion_steps(scheduler, needed)
         raise InputError(
             f"{num_inversion_steps} inversion steps do not visit the guided timesteps "
-            f"{lacking[:5]}{'...' if len(lacking) > 5 else ''}. Valid numbers of inversion steps for "
+            f"{lacking[:5]}{' and more' if len(lacking) > 5 else ''}. Valid numbers of inversion steps for "
             f"this schedule: {_ranges(valid)} (the authors use 999)."
         )

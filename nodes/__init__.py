@@ -1,0 +1,28 @@
+"""ComfyUI adapters for the dmt library (V3 node schema). Imported only by ComfyUI."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from comfy_api.latest import ComfyExtension, io
+
+from .dmt_nodes import NODES
+
+
+def node_list() -> list[type[io.ComfyNode]]:
+    nodes = list(NODES)
+    # The motion-fidelity node lives in its own module (written separately); register it when present.
+    if importlib.util.find_spec(f"{__name__}.motion_fidelity_node") is not None:
+        from .motion_fidelity_node import DMTMotionFidelity
+
+        nodes.append(DMTMotionFidelity)
+    return nodes
+
+
+class DMTExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return node_list()
+
+
+async def comfy_entrypoint() -> DMTExtension:
+    return DMTExtension()

@@ -1,0 +1,143 @@
+"""ComfyUI adapters shared by the DMT nodes: custom socket types, model-folder lookup, devices,
+progress bars, Cancel, and latent previews (the library's SD 1.x latent→RGB projection)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+import comfy.model_management
+import comfy.utils
+import folder_paths
+import torch
+from comfy_api.latest import io
+
+from .. import dmt
+
+log = logging.getLogger("dmt")
+
+# Socket types. They carry the library's dataclasses: dmt.ZeroScope, dmt.Inversion, dmt.Targets.
+DMTModel = io.Custom("DMT_MODEL")
+DMTInversion = io.Custom("DMT_INVERSION")
+DMTTargets = io.Custom("DMT_TARGETS")
+
+CATEGORY = "DMT"
+DEFAULT_FOLDER = "zeroscope_v2_576w"
+DOWNLOAD_ENTRY = f"{DEFAULT_FOLDER} (download {dmt.DEFAULT_MODEL} on first use)"
+
+
+# --- model folders -------------------------------------------------------------------------
+
+def diffusers_roots() -> list[str]:
+    """The folders ComfyUI knows as "diffusers" (models/diffusers plus extra_model_paths)."""
+    return [p for p in folder_paths.get_folder_paths("diffusers") if os.path.isdir(p)]
+
+
+def list_model_folders() -> list[str]:
+    """Folder names (relative, '/'-separated) under the diffusers roots that look like a
+    diffusers model: they hold model_index.json or a unet/ folder."""
+    names: set[str] = set()
+    for root in diffusers_roots():
+        for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+            rel = os.path.relpath(dirpath, root)
+            depth = 0 if rel == "." else rel.count(os.sep) + 1
+            if rel != "." and ("model_index.json" in filenames or "unet" in dirnames):
+                names.add(rel.replace(os.sep, "/"))
+                dirnames[:] = []  # do not descend into a model's components
+            elif depth >= 3:
+                dirnames[:] = []
+    return sorted(names)
+
+
+def check_folder_name(name: str) -> str:
+    """Refuse names that could reach outside the models folder; returns the name normalised."""
+    if not isinstance(name, str) or not name.strip():
+        raise dmt.ModelLoadError("No model folder was chosen.")
+    posix, windows = PurePosixPath(name.replace("\\", "/")), PureWindowsPath(name)
+    if posix.is_absolute() or windows.is_absolute() or windows.drive or ".." in posix.parts or ":" in name:
+        raise dmt.ModelLoadError(
+            f"Model name '{name}' is not a folder name under ComfyUI's models/diffusers folder; "
+            f"absolute paths and '..' are refused."
+        )
+    return "/".join(p for p in posix.parts if p not in ("", "."))
+
+
+def find_model_folder(name: str) -> Path | None:
+    """The existing folder `name` under one of the diffusers roots, or None. The result always
+    lies inside that root (checked on the normalised path)."""
+    rel = check_folder_name(name)
+    for root in diffusers_roots():
+        root_abs = os.path.abspath(root)
+        candidate = os.path.abspath(os.path.join(root_abs, rel))
+        if os.path.commonpath([candidate, root_abs]) != root_abs:
+            raise dmt.ModelLoadError(f"Model name '{name}' points outside the models folder.")
+        if os.path.isdir(candidate):
+            return Path(candidate)
+    return None
+
+
+def default_download_folder() -> Path:
+    """models/diffusers/zeroscope_v2_576w in ComfyUI's first diffusers folder."""
+    roots = folder_paths.get_folder_paths("diffusers")
+    return Path(roots[0]) / DEFAULT_FOLDER
+
+
+# --- devices --------------------------------------------------------------------------------
+
+def resolve_device(choice: str) -> torch.device:
+    if choice == "cpu":
+        return torch.device("cpu")
+    return comfy.model_management.get_torch_device()
+
+
+def device_of(model: dmt.ZeroScope) -> torch.device:
+    return model.device
+
+
+@contextlib.contextmanager
+def run_scope() -> Iterator[None]:
+    """Around every heavy node: free the device cache afterwards, however the run ends."""
+    try:
+        yield
+    finally:
+        comfy.model_management.soft_empty_cache()
+
+
+# --- progress, cancel, previews -------------------------------------------------------------
+
+def check_interrupt() -> None:
+    """ComfyUI's Cancel: raises InterruptProcessingException when the user cancelled."""
+    comfy.model_management.throw_exception_if_processing_interrupted()
+
+
+def preview_image(latent: torch.Tensor):
+    """("JPEG", PIL image, max size) of the first frame of a (1, 4, F, h, w) latent, from the
+    library's SD 1.x latent→RGB projection; None when previews cannot be made."""
+    try:
+        from PIL import Image
+
+        rgb = dmt.latent_preview(latent, frame=0)
+        return "JPEG", Image.fromarray((rgb * 255).to(torch.uint8).numpy()), 512
+    except Exception as exc:  # a preview must never break a run
+        log.debug("DMT preview failed: %s", exc)
+        return None
+
+
+class Progress:
+    """The library's on_step callback driving one ComfyUI progress bar.
+
+    ProgressBar.update_absolute raises InterruptProcessingException on Cancel in a running
+    server, so every step is also a cancellation point. With `previews`, steps that carry a
+    latent send a live preview image.
+    """
+
+    def __init__(self, total: int, previews: bool = False):
+        self.bar = comfy.utils.ProgressBar(max(int(total), 1))
+        self.previews = previews
+
+    def __call__(self, stage: str, step: int, total: int, latent: torch.Tensor | None) -> None:
+        preview = preview_image(latent) if self.previews and latent is not None else None
+        self.bar.update_absolute(step, total, preview=preview)

@@ -1,0 +1,371 @@
+"""The DMT nodes (ComfyUI V3 schema). Thin adapters: every computation is a dmt library call."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import folder_paths
+from comfy_api.latest import io
+
+from .. import dmt
+from ..dmt.loss import LOSS_FORMS
+from ..dmt.schedule import check_inversion_covers
+
+from .comfy_glue import (CATEGORY, DEFAULT_FOLDER, DOWNLOAD_ENTRY, DMTInversion, DMTModel, DMTTargets, Progress,
+                         check_interrupt, default_download_folder, find_model_folder, list_model_folders,
+                         resolve_device, run_scope)
+
+SEED_MAX = 0xFFFFFFFFFFFFFFFF
+PROMPT_TIP = "The authors' prefix 'Amazing quality, masterpiece, ' is added in front automatically."
+
+
+def _cpu(x):
+    return x.detach().cpu()
+
+
+def _require_targets(targets) -> dmt.Targets:
+    if targets is None:
+        raise dmt.InputError(
+            "No SMM targets: the loaded inversion file holds none. Connect 'Extract SMM Targets' instead."
+        )
+    return targets
+
+
+class DMTLoadZeroScope(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        folders = list_model_folders()
+        options = folders + [DOWNLOAD_ENTRY]
+        return io.Schema(
+            node_id="DMTLoadZeroScope",
+            display_name="Load ZeroScope (DMT)",
+            category=CATEGORY,
+            description=(
+                "Loads the ZeroScope v2 text-to-video model that motion transfer runs on, from a "
+                "diffusers folder in ComfyUI/models/diffusers/. Pick the 'download' entry to fetch "
+                f"{dmt.DEFAULT_MODEL} (about 3 GB) into models/diffusers/{DEFAULT_FOLDER} the first "
+                "time; later runs load it from there. ZeroScope's weights are licensed CC BY-NC 4.0."
+            ),
+            inputs=[
+                io.Combo.Input(
+                    "model_name", options=options,
+                    default=DEFAULT_FOLDER if DEFAULT_FOLDER in folders else DOWNLOAD_ENTRY,
+                    tooltip=(
+                        "A ZeroScope diffusers folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/) "
+                        f"under models/diffusers/, or the download entry, which fills models/diffusers/"
+                        f"{DEFAULT_FOLDER} from the Hugging Face hub when it is missing or incomplete."
+                    ),
+                ),
+                io.Combo.Input(
+                    "dtype", options=["float16", "bfloat16", "float32"], default="float16",
+                    tooltip="Weights precision. float16 is the authors' choice on a GPU; use float32 on a CPU.",
+                ),
+                io.Combo.Input(
+                    "device", options=["auto", "cpu"], default="auto",
+                    tooltip="'auto' uses ComfyUI's main device (your GPU when there is one); 'cpu' forces the CPU (very slow).",
+                ),
+            ],
+            outputs=[DMTModel.Output("model", display_name="model", tooltip="The loaded ZeroScope model (unet, vae, text encoder, scheduler).")],
+        )
+
+    @classmethod
+    def execute(cls, model_name: str, dtype: str, device: str) -> io.NodeOutput:
+        if model_name == DOWNLOAD_ENTRY:
+            folder = find_model_folder(DEFAULT_FOLDER) or default_download_folder()
+            if dmt.missing_files(folder):
+                dmt.download_model(dmt.DEFAULT_MODEL, folder)
+        else:
+            folder = find_model_folder(model_name)
+            if folder is None:
+                raise dmt.ModelLoadError(
+                    f"Model folder '{model_name}' was not found in {folder_paths.get_folder_paths('diffusers')}. "
+                    f"Put a ZeroScope diffusers folder there, or choose '{DOWNLOAD_ENTRY}'."
+                )
+        model = dmt.load_zeroscope(folder, dtype=dtype, device=resolve_device(device))
+        model.name = model_name
+        return io.NodeOutput(model)
+
+
+class DMTInvertVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DMTInvertVideo",
+            display_name="DDIM Invert Video (DMT)",
+            category=CATEGORY,
+            description=(
+                "Step 1 of motion transfer: cuts and resizes the input video, encodes it with the VAE and "
+                "runs DDIM inversion with a prompt describing the input video. The result is reused by "
+                "every later step, so it is computed only once per video (ComfyUI caches it)."
+            ),
+            inputs=[
+                DMTModel.Input("model", tooltip="ZeroScope from 'Load ZeroScope (DMT)'."),
+                io.Image.Input("images", tooltip="The input video as frames (e.g. from Get Video Components); at least 2 frames."),
+                io.String.Input(
+                    "source_prompt", multiline=True, default="",
+                    tooltip="Describes the INPUT video (e.g. 'a dog jumping on the grass'). " + PROMPT_TIP,
+                ),
+                io.Int.Input(
+                    "inversion_steps", default=dmt.DEFAULT_INVERSION_STEPS, min=1, max=999,
+                    tooltip=("DDIM inversion steps (authors: 999). Fewer is faster; the number must visit every "
+                             "guided timestep (for 50 sampling steps: 50, 100, 200, 250, 500 or 999)."),
+                ),
+                io.Int.Input("width", default=576, min=64, max=2048, step=8,
+                             tooltip="Width the frames are resized to (multiple of 8; ZeroScope's native width is 576)."),
+                io.Int.Input("height", default=320, min=64, max=2048, step=8,
+                             tooltip="Height the frames are resized to (multiple of 8; native 320)."),
+                io.Int.Input("frame_count", default=24, min=0, max=4096,
+                             tooltip="How many frames to use (ZeroScope's native length is 24; 0 = all). More frames need more memory."),
+                io.Int.Input("start_frame", default=0, min=0, max=100000,
+                             tooltip="Index of the first input frame to use."),
+                io.Int.Input("frame_stride", default=1, min=1, max=100,
+                             tooltip="Use every n-th frame (2 = every second frame, faster motion)."),
+                io.Int.Input(
+                    "sampling_steps", default=dmt.DEFAULT_SAMPLING_STEPS, min=1, max=1000,
+                    tooltip=("The sampling steps the inverted latents are kept for; use the same value as "
+                             "'Extract SMM Targets' (authors: 50)."),
+                ),
+            ],
+            outputs=[DMTInversion.Output("inversion", display_name="inversion", tooltip="The inverted video (clean and noisy latents, settings).")],
+        )
+
+    @classmethod
+    def execute(cls, model, images, source_prompt: str, inversion_steps: int, width: int, height: int,
+                frame_count: int, start_frame: int, frame_stride: int, sampling_steps: int) -> io.NodeOutput:
+        frames = dmt.prepare_frames(images, width, height, frame_count or None, start_frame, frame_stride)
+        # Fail before the long inversion when its steps cannot serve the authors' guidance window.
+        check_inversion_covers(model.scheduler, inversion_steps,
+                               dmt.make_schedule(model.scheduler, sampling_steps).guided)
+        with run_scope():
+            inversion = dmt.invert_video(model, frames, source_prompt, inversion_steps, sampling_steps,
+                                         on_step=Progress(inversion_steps), check_interrupt=check_interrupt)
+        return io.NodeOutput(inversion)
+
+
+class DMTExtractTargets(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DMTExtractTargets",
+            display_name="Extract SMM Targets (DMT)",
+            category=CATEGORY,
+            description=(
+                "Step 2: measures how the input video moves. For each guided denoising step it reads "
+                "ZeroScope's space-time features of the inverted video and keeps their per-frame means "
+                "(SMM). The sampler steers the new video to move the same way."
+            ),
+            inputs=[
+                DMTModel.Input("model", tooltip="The same ZeroScope that inverted the video."),
+                DMTInversion.Input("inversion", tooltip="From 'DDIM Invert Video (DMT)'."),
+                io.Float.Input("guidance_min", default=0.6, min=0.0, max=1.0, step=0.05,
+                               tooltip=("Guidance stops at this fraction of the schedule: 0.6 guides the first 40% "
+                                        "of the steps (authors). Lower = stronger motion lock, slower.")),
+                io.Float.Input("guidance_max", default=1.0, min=0.0, max=1.0, step=0.05,
+                               tooltip=("Where sampling starts (1.0 = from pure noise, authors). Below 1 the first "
+                                        "steps are skipped, like img2img strength.")),
+                io.Int.Input("sampling_steps", default=dmt.DEFAULT_SAMPLING_STEPS, min=1, max=1000,
+                             tooltip="DDIM sampling steps of the sampler (authors: 50). Must match the inversion's sampling steps."),
+            ],
+            outputs=[DMTTargets.Output("targets", display_name="targets", tooltip="Motion targets (SMMs) and the sampling schedule.")],
+        )
+
+    @classmethod
+    def execute(cls, model, inversion, guidance_min: float, guidance_max: float, sampling_steps: int) -> io.NodeOutput:
+        with run_scope():
+            targets = dmt.extract_targets(model, inversion, (guidance_min, guidance_max), sampling_steps,
+                                          on_step=Progress(1), check_interrupt=check_interrupt)
+        return io.NodeOutput(targets)
+
+
+class DMTLowFrequencyInit(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DMTLowFrequencyInit",
+            display_name="Low-Frequency Noise Init (DMT)",
+            category=CATEGORY,
+            description=(
+                "Step 3: the starting noise of the new video. Keeps the coarse layout (low frequencies) "
+                "of the inverted input video and replaces the fine detail with fresh noise from the seed, "
+                "so the new video starts roughly where the input's objects are."
+            ),
+            inputs=[
+                DMTInversion.Input("inversion", tooltip="From 'DDIM Invert Video (DMT)'."),
+                DMTTargets.Input("targets", tooltip="From 'Extract SMM Targets (DMT)': sets the timestep sampling starts at."),
+                io.Int.Input("seed", default=0, min=0, max=SEED_MAX, control_after_generate=True,
+                             tooltip="Seed of the fresh high-frequency noise; change it for a different variation."),
+                io.Int.Input("downsample_factor", default=4, min=1, max=64,
+                             tooltip=("How coarse the kept layout is (authors: 4). Higher keeps less of the input's "
+                                      "layout; 1 keeps the inverted noise unchanged.")),
+            ],
+            outputs=[io.Latent.Output("latent", display_name="latent", tooltip="Initial video latent {'samples': (1, 4, frames, h, w)}.")],
+        )
+
+    @classmethod
+    def execute(cls, inversion, targets, seed: int, downsample_factor: int) -> io.NodeOutput:
+        targets = _require_targets(targets)
+        latent = dmt.low_frequency_init(inversion, seed, downsample_factor,
+                                        start_timestep=targets.schedule.timesteps[0])
+        return io.NodeOutput({"samples": _cpu(latent)})
+
+
+class DMTGuidedSampler(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DMTGuidedSampler",
+            display_name="SMM-Guided Sampler (DMT)",
+            category=CATEGORY,
+            description=(
+                "Step 4: generates the new video from the target prompt. In the first denoising steps it "
+                "nudges the latent so its space-time features move like the input video's, then denoises "
+                "with classifier-free guidance and decodes the frames. Changing only the prompt or seed "
+                "re-runs only this node."
+            ),
+            inputs=[
+                DMTModel.Input("model", tooltip="The same ZeroScope used for the targets."),
+                DMTTargets.Input("targets", tooltip="From 'Extract SMM Targets (DMT)'."),
+                io.Latent.Input("latent", tooltip="From 'Low-Frequency Noise Init (DMT)'."),
+                io.String.Input("target_prompt", multiline=True, default="",
+                                tooltip="What the NEW video shows (e.g. 'a dolphin jumping in the ocean'). " + PROMPT_TIP),
+                io.String.Input("negative_prompt", multiline=True, default=dmt.DEFAULT_NEGATIVE_PROMPT,
+                                tooltip="What to avoid (the unconditional prompt of classifier-free guidance)."),
+                io.Float.Input("cfg", default=10.0, min=0.0, max=50.0, step=0.5,
+                               tooltip="Classifier-free guidance scale (authors: 10). Higher follows the prompt more closely."),
+                io.Int.Input("optimization_steps", default=10, min=0, max=1000,
+                             tooltip=("Adam iterations per guided step (authors: 10). More = motion follows the input "
+                                      "more closely, slower; 0 = no motion guidance.")),
+                io.Float.Input("lr_start", default=0.007, min=0.0, max=1.0, step=0.0005, round=0.0001,
+                               tooltip="Learning rate of the first guided step (authors: 0.007)."),
+                io.Float.Input("lr_end", default=0.004, min=0.0, max=1.0, step=0.0005, round=0.0001,
+                               tooltip="Learning rate of the last guided step (authors: 0.004); linear in between."),
+                io.Boolean.Input("restart_sampling", default=True,
+                                 tooltip="Re-noise and denoise every step a second time (authors: on). Off is about 2x faster."),
+                io.Combo.Input("loss", options=list(LOSS_FORMS), default="cosine",
+                               tooltip="Motion loss: 'cosine' (authors' code, default) or 'l2' (the paper's printed form)."),
+                io.Int.Input("seed", default=0, min=0, max=SEED_MAX, control_after_generate=True,
+                             tooltip="Seed of the restart-sampling noise."),
+            ],
+            outputs=[
+                io.Image.Output("images", display_name="images", tooltip="The new video's frames; connect to Create Video / Save Animated WEBP."),
+                io.Latent.Output("final_latent", display_name="latent", tooltip="The final latent {'samples': (1, 4, frames, h, w)}."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, targets, latent, target_prompt: str, negative_prompt: str, cfg: float,
+                optimization_steps: int, lr_start: float, lr_end: float, restart_sampling: bool, loss: str,
+                seed: int) -> io.NodeOutput:
+        targets = _require_targets(targets)
+        settings = dmt.GuidanceSettings(guidance_scale=cfg, optimization_steps=optimization_steps,
+                                        lr_range=(lr_start, lr_end), restart_sampling=restart_sampling, loss=loss)
+        with run_scope():
+            result = dmt.guided_sample(model, targets, latent["samples"], target_prompt, negative_prompt,
+                                       settings, seed=seed, on_step=Progress(1, previews=True),
+                                       check_interrupt=check_interrupt)
+            check_interrupt()
+            frames = dmt.decode_latents(model, result.latents)
+        return io.NodeOutput(_cpu(frames), {"samples": _cpu(result.latents)})
+
+
+# --- saving and loading inversions ---------------------------------------------------------
+
+INVERSION_SUFFIX = ".safetensors"
+
+
+def _inversion_files() -> list[str]:
+    """*.safetensors under input/ (plain names) and output/ (annotated '[output]')."""
+    found = []
+    for base, note in ((folder_paths.get_input_directory(), ""), (folder_paths.get_output_directory(), " [output]")):
+        if not os.path.isdir(base):
+            continue
+        for dirpath, _dirs, files in os.walk(base):
+            for f in files:
+                if f.endswith(INVERSION_SUFFIX):
+                    rel = os.path.relpath(os.path.join(dirpath, f), base).replace(os.sep, "/")
+                    found.append(rel + note)
+    return sorted(found)
+
+
+def _resolve_inversion_file(name: str) -> Path:
+    plain = name[: -len(" [output]")] if name.endswith(" [output]") else name
+    base = folder_paths.get_output_directory() if plain != name else folder_paths.get_input_directory()
+    from .comfy_glue import check_folder_name
+    rel = check_folder_name(plain)
+    path = os.path.abspath(os.path.join(base, rel))
+    if os.path.commonpath([path, os.path.abspath(base)]) != os.path.abspath(base):
+        raise dmt.InversionMismatchError(f"'{name}' points outside ComfyUI's input/output folders.")
+    return Path(path)
+
+
+class DMTSaveInversion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DMTSaveInversion",
+            display_name="Save Inversion (DMT)",
+            category=CATEGORY,
+            description=(
+                "Saves an inversion (and optionally its SMM targets) to ComfyUI's output folder as a "
+                ".safetensors file, so a long 999-step inversion can be reused later with 'Load Inversion (DMT)'."
+            ),
+            is_output_node=True,
+            inputs=[
+                DMTInversion.Input("inversion", tooltip="From 'DDIM Invert Video (DMT)'."),
+                io.String.Input("filename_prefix", default="dmt/inversion",
+                                tooltip="File name prefix inside the output folder; a counter is appended."),
+                DMTTargets.Input("targets", optional=True, tooltip="Optional: save the SMM targets in the same file."),
+            ],
+            outputs=[],
+        )
+
+    @classmethod
+    def execute(cls, inversion, filename_prefix: str, targets=None) -> io.NodeOutput:
+        out_dir = folder_paths.get_output_directory()
+        full_folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, out_dir)
+        name = f"{filename}_{counter:05}_{INVERSION_SUFFIX}"
+        dmt.save_inversion(Path(full_folder) / name, inversion, targets)
+        return io.NodeOutput(ui={"inversions": [{"filename": name, "subfolder": subfolder, "type": "output"}]})
+
+
+class DMTLoadInversion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        files = _inversion_files()
+        return io.Schema(
+            node_id="DMTLoadInversion",
+            display_name="Load Inversion (DMT)",
+            category=CATEGORY,
+            description=(
+                "Loads an inversion saved by 'Save Inversion (DMT)' (a .safetensors file from ComfyUI's "
+                "input folder, or output folder marked [output]) instead of inverting the video again. "
+                "The file is checked against the model."
+            ),
+            inputs=[
+                DMTModel.Input("model", tooltip="The ZeroScope the inversion was made with (checked)."),
+                io.Combo.Input("file", options=files, default=files[0] if files else None,
+                               tooltip="A saved DMT inversion (.safetensors)."),
+            ],
+            outputs=[
+                DMTInversion.Output("inversion", display_name="inversion", tooltip="The saved inversion."),
+                DMTTargets.Output("targets", display_name="targets", tooltip="The saved SMM targets (only when the file holds them)."),
+            ],
+        )
+
+    @classmethod
+    def fingerprint_inputs(cls, model, file: str):
+        path = _resolve_inversion_file(file)
+        return f"{file}:{path.stat().st_mtime_ns if path.exists() else 'missing'}"
+
+    @classmethod
+    def execute(cls, model, file: str) -> io.NodeOutput:
+        path = _resolve_inversion_file(file)
+        inversion, targets = dmt.load_inversion(path, device=model.device, model_fingerprint=model.fingerprint)
+        return io.NodeOutput(inversion, targets)
+
+
+NODES: list[type[io.ComfyNode]] = [
+    DMTLoadZeroScope, DMTInvertVideo, DMTExtractTargets, DMTLowFrequencyInit, DMTGuidedSampler,
+    DMTSaveInversion, DMTLoadInversion,
+]

@@ -1,0 +1,109 @@
+"""Run the DMT nodes in-process with ComfyUI's modules (not a server), the way execution.py
+calls them (under torch.inference_mode()), and cancel the sampler and the inversion midway.
+Prints one JSON line with what it found. Run in a subprocess by test_nodes_inprocess.py, so
+that importing ComfyUI never touches the pytest process.
+
+    python inprocess_check.py COMFYUI_DIR MODELS_DIFFUSERS_DIR
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def main(comfy_dir: str, diffusers_dir: str) -> dict:
+    sys.path.insert(0, comfy_dir)
+    import torch
+
+    torch.set_num_threads(1)
+    import comfy.options
+
+    sys.argv = [sys.argv[0], "--cpu"]  # as `main.py --cpu`
+    comfy.options.enable_args_parsing()
+    import comfy.model_management as mm
+    import comfy.utils
+    import folder_paths
+
+    folder_paths.add_model_folder_path("diffusers", diffusers_dir, is_default=True)
+    spec = importlib.util.spec_from_file_location("comfyui_dmt", REPO / "__init__.py",
+                                                  submodule_search_locations=[str(REPO)])
+    pack = importlib.util.module_from_spec(spec)
+    sys.modules["comfyui_dmt"] = pack
+    spec.loader.exec_module(pack)
+    from comfyui_dmt.nodes import dmt_nodes as N
+
+    report: dict = {}
+
+    def state(model):
+        mods = [model.unet, model.vae, model.text_encoder]
+        return {
+            "requires_grad": [p.requires_grad for m in mods for p in m.parameters()],
+            "grads": sum(p.grad is not None for m in mods for p in m.parameters()),
+            "hooks": sum(len(x._forward_hooks) + len(x._forward_pre_hooks) + len(x._backward_hooks)
+                         for m in mods for x in m.modules()),
+            "training": [x.training for m in mods for x in m.modules()],
+            "checksum": float(sum(p.detach().double().sum() for p in model.unet.parameters())),
+            "grad_ckpt": bool(getattr(model.unet, "is_gradient_checkpointing", False)),
+        }
+
+    calls = {"n": 0}
+
+    def hook(value, total, preview, node_id=None, prompt_id=None):
+        calls["n"] += 1
+        if calls["n"] == stop_at["n"]:
+            mm.interrupt_current_processing(True)  # what POST /interrupt does
+        mm.throw_exception_if_processing_interrupted()  # what the server's progress hook does
+
+    comfy.utils.set_progress_bar_global_hook(hook)
+    stop_at = {"n": -1}
+
+    with torch.inference_mode():
+        model = N.DMTLoadZeroScope.execute("dmt-tiny", "float32", "cpu").args[0]
+        before = state(model)
+        frames = torch.rand(6, 64, 64, 3)
+        inv = N.DMTInvertVideo.execute(model, frames, "a car", 50, 64, 64, 6, 0, 1, 10).args[0]
+        tg = N.DMTExtractTargets.execute(model, inv, 0.6, 1.0, 10).args[0]
+        lat = N.DMTLowFrequencyInit.execute(inv, tg, 0, 4).args[0]
+        report["latent_shape"] = list(lat["samples"].shape)
+        report["latent_is_inference"] = lat["samples"].is_inference()
+        args = (model, tg, lat, "a train", "bad", 10.0, 3, 0.007, 0.004, True, "cosine", 0)
+        clean = N.DMTGuidedSampler.execute(*args).args
+        report["images_shape"] = list(clean[0].shape)
+        report["after_clean"] = state(model) == before
+
+        outcomes = []
+        for stop in (2, 5, 13):  # inside Adam iterations and between denoise passes
+            calls["n"], stop_at["n"] = 0, stop
+            try:
+                N.DMTGuidedSampler.execute(*args)
+                outcomes.append("finished")
+            except mm.InterruptProcessingException:
+                outcomes.append("interrupted")
+            finally:
+                mm.interrupt_current_processing(False)
+            report[f"state_ok_after_stop_{stop}"] = state(model) == before
+        report["outcomes"] = outcomes
+        calls["n"], stop_at["n"] = 0, 7
+        try:
+            N.DMTInvertVideo.execute(model, frames, "a car", 50, 64, 64, 6, 0, 1, 10)
+            report["inversion_interrupt"] = "finished"
+        except mm.InterruptProcessingException:
+            report["inversion_interrupt"] = "interrupted"
+        finally:
+            mm.interrupt_current_processing(False)
+        report["inversion_calls"] = calls["n"]
+        report["state_ok_after_inversion_stop"] = state(model) == before
+        stop_at["n"] = -1
+        again = N.DMTGuidedSampler.execute(*args).args
+        report["rerun_equal"] = bool(torch.equal(again[0], clean[0]) and torch.equal(again[1]["samples"], clean[1]["samples"]))
+        report["state_ok_end"] = state(model) == before
+    return report
+
+
+if __name__ == "__main__":
+    print("DMT-REPORT " + json.dumps(main(sys.argv[1], sys.argv[2])))
