@@ -12,8 +12,10 @@ from .features import FEATURE_PATHS, capture_features, spatial_marginal_mean, tr
 from .inversion import DEFAULT_INVERSION_STEPS, DEFAULT_SAMPLING_STEPS, Inversion, invert_latents, invert_video
 from .latents import decode_latents, encode_frames, prepare_frames
 from .loss import smm_loss, total_loss
+from .memory import gradient_checkpointing, low_memory_mode, offloaded, on_device
 from .model import DEFAULT_MODEL, ZeroScope, download_model, load_zeroscope, missing_files
 from .noise_init import low_frequency_init, low_pass
+from .presets import PRESETS, Preset, apply_preset, get_preset, preset_kwargs
 from .preview import latent_preview
 from .pipeline import TransferResult, transfer
 from .sampler import GuidanceSettings, SampleResult, denoise_step, guided_sample, optimize_latent

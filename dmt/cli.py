@@ -14,6 +14,7 @@ from .inversion import DEFAULT_INVERSION_STEPS, DEFAULT_SAMPLING_STEPS
 from .latents import DEFAULT_HEIGHT, DEFAULT_NUM_FRAMES, DEFAULT_WIDTH
 from .model import DEFAULT_MODEL
 from .noise_init import DEFAULT_DOWNSAMPLE_FACTOR
+from .presets import PRESETS, get_preset
 from .sampler import GuidanceSettings
 from .text import AUTHORS_PROMPT_PREFIX, DEFAULT_NEGATIVE_PROMPT
 
@@ -30,7 +31,7 @@ class _Help(argparse.HelpFormatter):
         return text
 
 
-def _add_transfer(sub: argparse._SubParsersAction) -> None:
+def _add_transfer(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "transfer",
         help="transfer the motion of a video to a new text prompt",
@@ -61,7 +62,9 @@ def _add_transfer(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--start", type=int, default=0, help="first input frame used")
     v.add_argument("--stride", type=int, default=1, help="take every n-th input frame")
     a = p.add_argument_group("algorithm")
-    a.add_argument("--preset", default=None, help="named settings preset (see dmt.presets), applied before the options below")
+    a.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                   help="settings preset: " + "; ".join(f"'{k}': {v.summary}" for k, v in sorted(PRESETS.items()))
+                   + ". Options given explicitly override it")
     a.add_argument("--seed", type=int, default=0, help="seed of the init noise and the restart noise")
     a.add_argument("--steps", type=int, default=DEFAULT_SAMPLING_STEPS, help="DDIM sampling steps")
     a.add_argument("--inversion-steps", type=int, default=DEFAULT_INVERSION_STEPS,
@@ -79,7 +82,18 @@ def _add_transfer(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--downsample-factor", type=int, default=DEFAULT_DOWNSAMPLE_FACTOR, help="low-frequency init factor xi (1 = no noise replacement)")
     a.add_argument("--prompt-prefix", default=AUTHORS_PROMPT_PREFIX, help="prepended to source and target prompts ('' to disable)")
     a.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in the backward pass (less memory, slower)")
+    a.add_argument("--low-memory", action="store_true",
+                   help="gradient checkpointing + text encoder and VAE on the CPU while idle (same result, slower)")
     p.set_defaults(func=run_transfer)
+    return p
+
+
+def _preset_defaults(name: str) -> dict:
+    """CLI defaults a preset sets (options given explicitly still win)."""
+    preset = get_preset(name)
+    return {"inversion_steps": preset.num_inversion_steps, "steps": preset.num_steps,
+            "guidance_window": preset.guidance_window, "optimization_steps": preset.optimization_steps,
+            "no_restart": not preset.restart_sampling}
 
 
 def _bar(desc_by_stage: dict[str, str]):
@@ -108,9 +122,6 @@ def run_transfer(args: argparse.Namespace) -> int:
     from .serialization import load_inversion, save_inversion
     from .video_io import read_video, write_video
 
-    if args.preset:
-        from . import presets
-        presets.apply_to_args(args.preset, args)
     if not args.target_prompt.strip():
         raise InputError("--target-prompt is empty: describe what the new video should show.")
     if args.video is None and args.load_inversion is None:
@@ -144,7 +155,7 @@ def run_transfer(args: argparse.Namespace) -> int:
         model, frames, args.source_prompt, args.target_prompt, negative_prompt=args.negative_prompt,
         seed=args.seed, num_steps=args.steps, num_inversion_steps=args.inversion_steps,
         guidance_window=tuple(args.guidance_window), downsample_factor=args.downsample_factor,
-        settings=settings, prompt_prefix=args.prompt_prefix, inversion=inversion,
+        settings=settings, prompt_prefix=args.prompt_prefix, inversion=inversion, low_memory=args.low_memory,
         on_step=_bar({"inversion": "inverting", "targets": "targets", "sampling": "sampling"}),
     )
     if args.save_inversion:
@@ -196,20 +207,25 @@ def run_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dmt", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_transfer(sub)
+    parser.transfer_parser = _add_transfer(sub)  # type: ignore[attr-defined]
     _add_demo(sub)
     try:
         from .score_cli import add_score_command
-    except ImportError:  # metric module not installed in a partial checkout
-        add_score_command = None
-    if add_score_command is not None:
+    except ModuleNotFoundError as exc:  # TEMP until the metric lands
+        if exc.name != f"{__package__}.score_cli":
+            raise
+    else:
         add_score_command(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit code (0 ok, 2 user error, 130 cancelled)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "preset", None):  # re-parse with the preset's values as defaults
+        parser.transfer_parser.set_defaults(**_preset_defaults(args.preset))
+        args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except DMTError as exc:

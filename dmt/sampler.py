@@ -32,7 +32,8 @@ class GuidanceSettings:
     restart_sampling: after every denoise step but the last, re-noise and denoise again (True).
     loss: "cosine" (authors' code) or "l2" (the paper's printed form).
     gradient_checkpointing: recompute UNet activations in the backward pass (less memory, same
-        gradients, slower). Off by default.
+        gradients, slower). diffusers' UNet3D has no checkpointing of its own, so this is dmt's
+        layer-by-layer one (dmt.memory). Off by default.
     """
 
     guidance_scale: float = 10.0

@@ -35,4 +35,4 @@ def encode_prompt(model: ZeroScope, prompt: str) -> torch.Tensor:
         return_tensors="pt",
     ).input_ids
     with evaluation():
-        return model.text_encoder(ids.to(model.text_encoder.device))[0].clone()
+        return model.text_encoder(ids.to(model.text_encoder.device))[0].to(model.device)

@@ -98,3 +98,19 @@ def test_help_documents_defaults():
     for text in ("default: 999", "default: 50", "default: 576", "default: 320", "default: 24", "default: 10.0",
                  "(default: 0.007, 0.004)" if False else "0.007", "cerspense/zeroscope_v2_576w", "CC BY-NC 4.0"):
         assert text in out, text
+
+
+def test_preset_sets_defaults_and_explicit_options_win(monkeypatch):
+    import dmt.cli as cli
+
+    seen = {}
+    monkeypatch.setattr(cli, "run_transfer", lambda args: seen.update(vars(args)) or 0)
+    parser = cli.build_parser()
+    parser.transfer_parser.set_defaults(func=cli.run_transfer)
+    base = ["transfer", "--target-prompt", "x", "--out", "o.mp4"]
+    assert cli.main(base + ["--preset", "fast"]) == 0
+    assert seen["inversion_steps"] == 100 and seen["no_restart"] is True and seen["optimization_steps"] == 10
+    assert cli.main(base + ["--preset", "fast", "--inversion-steps", "200"]) == 0
+    assert seen["inversion_steps"] == 200 and seen["no_restart"] is True
+    assert cli.main(base) == 0
+    assert seen["inversion_steps"] == 999 and seen["no_restart"] is False and seen["low_memory"] is False
