@@ -4,6 +4,7 @@ CVPR 2024) on ZeroScope, as a plain PyTorch library. It never imports ComfyUI.
 Stages (each callable alone, each returning data):
     load_zeroscope → prepare_frames → invert_video → extract_targets → low_frequency_init
     → guided_sample → decode_latents;  or `transfer` for all of them.
+Metric: motion_fidelity(original, edited) (the paper's Motion-Fidelity score, offline tracker).
 """
 
 from .errors import (DMTError, DMTOutOfMemoryError, InputError, Interrupted, InversionMismatchError,
@@ -13,6 +14,7 @@ from .inversion import DEFAULT_INVERSION_STEPS, DEFAULT_SAMPLING_STEPS, Inversio
 from .latents import decode_latents, encode_frames, prepare_frames
 from .loss import smm_loss, total_loss
 from .memory import gradient_checkpointing, low_memory_mode, offloaded, on_device
+from .motion_fidelity import MotionFidelity, draw_comparison, draw_tracks, motion_fidelity
 from .model import DEFAULT_MODEL, ZeroScope, download_model, load_zeroscope, missing_files
 from .noise_init import low_frequency_init, low_pass
 from .presets import PRESETS, Preset, apply_preset, get_preset, preset_kwargs
@@ -22,6 +24,7 @@ from .sampler import GuidanceSettings, SampleResult, denoise_step, guided_sample
 from .schedule import Schedule, make_schedule, valid_inversion_steps
 from .serialization import load_inversion, save_inversion
 from .targets import Targets, extract_targets
+from .tracking import Tracks, track_points
 from .text import AUTHORS_PROMPT_PREFIX, DEFAULT_NEGATIVE_PROMPT, encode_prompt
 from .video_io import VideoClip, VideoReadError, read_video, write_video
 

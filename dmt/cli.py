@@ -16,6 +16,7 @@ from .model import DEFAULT_MODEL
 from .noise_init import DEFAULT_DOWNSAMPLE_FACTOR
 from .presets import PRESETS, get_preset
 from .sampler import GuidanceSettings
+from .score_cli import add_score_command
 from .text import AUTHORS_PROMPT_PREFIX, DEFAULT_NEGATIVE_PROMPT
 
 _G = GuidanceSettings()
@@ -209,13 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     parser.transfer_parser = _add_transfer(sub)  # type: ignore[attr-defined]
     _add_demo(sub)
-    try:
-        from .score_cli import add_score_command
-    except ModuleNotFoundError as exc:  # TEMP until the metric lands
-        if exc.name != f"{__package__}.score_cli":
-            raise
-    else:
-        add_score_command(sub)
+    add_score_command(sub)
     return parser
 
 

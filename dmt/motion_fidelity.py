@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 import torch
 
+from .errors import InputError
 from .tracking import Box, Tracks, as_uint8_frames, track_points
 
 DEFAULT_STATIC_THRESHOLD = 1e-3
@@ -143,17 +144,17 @@ def score_tracks(
     """Motion-Fidelity score of two already tracked videos (see the module docstring).
 
     Raises:
-        ValueError: different frame counts, or no point tracked through every frame.
+        InputError (a ValueError): different frame counts, or no point tracked through every frame.
     """
     if original.num_frames != edited.num_frames:
-        raise ValueError(
+        raise InputError(
             f"The original video has {original.num_frames} frames but the edited one has "
             f"{edited.num_frames}: motion fidelity compares frame by frame, so trim or resample one "
             "of them to the same frame count."
         )
     for name, tracks in (("original", original), ("edited", edited)):
         if tracks.num_complete == 0:
-            raise ValueError(
+            raise InputError(
                 f"No point of the {name} video could be tracked through all {tracks.num_frames} "
                 f"frames ({tracks.num_points} grid points tried). The video may be texture-less or "
                 "change too fast between frames: try a denser grid, a larger mask box or no mask, "
@@ -199,17 +200,17 @@ def motion_fidelity(
     Returns:
         MotionFidelity (scores, tracklet counts, the tracks).
     Raises:
-        ValueError: fewer than 2 frames, frame counts differ, bad mask, nothing trackable.
+        InputError (a ValueError): fewer than 2 frames, frame counts differ, bad mask, nothing trackable.
     """
     videos = {"original": as_uint8_frames(original, "original video"),
               "edited": as_uint8_frames(edited, "edited video")}
     for name, frames in videos.items():
         if frames.shape[0] < 2:
-            raise ValueError(
+            raise InputError(
                 f"The {name} video has {frames.shape[0]} frame(s); motion fidelity needs at least 2."
             )
     if videos["original"].shape[0] != videos["edited"].shape[0]:
-        raise ValueError(
+        raise InputError(
             f"The original video has {videos['original'].shape[0]} frames but the edited one has "
             f"{videos['edited'].shape[0]}: motion fidelity compares frame by frame, so trim or "
             "resample one of them to the same frame count."

@@ -25,6 +25,8 @@ import cv2
 import numpy as np
 import torch
 
+from .errors import InputError
+
 BACKENDS = ("lk", "cotracker")
 COTRACKER_INSTALL_HINT = (
     "The CoTracker backend needs Meta's `cotracker` package, which is not on PyPI: "
@@ -83,14 +85,14 @@ class Tracks:
 def as_uint8_frames(frames: torch.Tensor | np.ndarray, name: str = "frames") -> np.ndarray:
     """Convert (F, H, W, C) frames (torch/numpy, float in [0, 1] or uint8) to uint8 RGB numpy.
 
-    C may be 3 (RGB), 4 (alpha dropped) or 1 (grey, repeated). Raises ValueError otherwise.
+    C may be 3 (RGB), 4 (alpha dropped) or 1 (grey, repeated). Raises InputError (a ValueError) otherwise.
     """
     if isinstance(frames, torch.Tensor):
         frames = frames.detach().cpu()
         frames = frames.numpy() if frames.dtype == torch.uint8 else frames.float().numpy()
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] not in (1, 3, 4):
-        raise ValueError(
+        raise InputError(
             f"The {name} must be a frame batch of shape (F, H, W, 3) (ComfyUI IMAGE layout); "
             f"got shape {tuple(frames.shape)}."
         )
@@ -105,11 +107,11 @@ def load_mask(path: str | Path) -> np.ndarray:
     """Read a mask image (PNG etc.; white = foreground) as an (H, W) uint8 array.
 
     An image with a non-trivial alpha channel uses the alpha; otherwise the grey value.
-    Raises ValueError when the file is missing or not an image.
+    Raises InputError (a ValueError) when the file is missing or not an image.
     """
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if Path(path).is_file() else None
     if img is None:
-        raise ValueError(
+        raise InputError(
             f"Cannot read mask image '{path}': give a PNG/JPEG with the object in white on black."
         )
     if img.dtype != np.uint8:  # 16-bit PNG
@@ -132,7 +134,7 @@ def mask_box(mask: torch.Tensor | np.ndarray) -> Box:
         (x0, y0, x1, y1) as fractions of width / height (x1, y1 exclusive), so the same box
         applies to videos of any size (the authors take the box of a first-frame mask).
     Raises:
-        ValueError: the mask has no foreground pixel.
+        InputError (a ValueError): the mask has no foreground pixel.
     """
     m = mask.detach().cpu().float().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
     while m.ndim > 2:
@@ -143,7 +145,7 @@ def mask_box(mask: torch.Tensor | np.ndarray) -> Box:
         fg = m.astype(np.float32) > 0.5
     ys, xs = np.nonzero(fg)
     if xs.size == 0:
-        raise ValueError(
+        raise InputError(
             "The foreground mask is empty (no pixel above half intensity): draw the object in "
             "white on black, or leave the mask out to score the whole frame."
         )
@@ -158,7 +160,7 @@ def grid_points(grid: int, height: int, width: int, box: Box | None = None) -> n
         (N, 2) float32 (x, y) pixel positions, row-major (top row first); N ≤ grid².
     """
     if grid < 2:
-        raise ValueError(f"grid must be at least 2 points per side, got {grid}.")
+        raise InputError(f"grid must be at least 2 points per side, got {grid}.")
     xs = (np.arange(grid) + 0.5) * width / grid - 0.5
     ys = (np.arange(grid) + 0.5) * height / grid - 0.5
     pts = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2).astype(np.float32)
@@ -167,7 +169,7 @@ def grid_points(grid: int, height: int, width: int, box: Box | None = None) -> n
         inside = (u >= box[0]) & (u < box[2]) & (v >= box[1]) & (v < box[3])
         pts = pts[inside]
         if len(pts) == 0:
-            raise ValueError(
+            raise InputError(
                 f"No point of the {grid}x{grid} grid lies inside the mask's bounding box: "
                 "use a larger grid or a larger mask."
             )
@@ -226,9 +228,9 @@ def _track_cotracker(
     try:
         from cotracker.predictor import CoTrackerPredictor
     except ImportError as err:
-        raise ValueError(COTRACKER_INSTALL_HINT) from err
+        raise InputError(COTRACKER_INSTALL_HINT) from err
     if checkpoint is None or not Path(checkpoint).is_file():
-        raise ValueError(
+        raise InputError(
             f"CoTracker checkpoint not found: {checkpoint!r}. Pass --cotracker-checkpoint PATH "
             "(cotracker_checkpoint=PATH) to a local checkpoint file; nothing is downloaded."
         )
@@ -246,7 +248,7 @@ def _track_cotracker(
         tracks, _visible = model(video, grid_size=grid, segm_mask=segm)
     pos = tracks[0].permute(1, 0, 2).float().cpu().numpy()  # (N, F, 2)
     if pos.shape[0] == 0:
-        raise ValueError("No CoTracker grid point lies inside the mask box: use a larger grid or mask.")
+        raise InputError("No CoTracker grid point lies inside the mask box: use a larger grid or mask.")
     return pos, np.ones(pos.shape[:2], dtype=bool)
 
 
@@ -276,16 +278,16 @@ def track_points(
     Returns:
         Tracks with positions (N, F, 2) pixels and valid (N, F).
     Raises:
-        ValueError: bad frame layout, fewer than 2 frames, empty mask, unknown backend,
+        InputError (a ValueError): bad frame layout, fewer than 2 frames, empty mask, unknown backend,
             CoTracker missing.
     """
     data = as_uint8_frames(frames)
     if data.shape[0] < 2:
-        raise ValueError(
+        raise InputError(
             f"Tracking needs at least 2 frames, got {data.shape[0]}: pass a video, not a single image."
         )
     if backend not in BACKENDS:
-        raise ValueError(f"Unknown tracking backend {backend!r}: use one of {', '.join(BACKENDS)}.")
+        raise InputError(f"Unknown tracking backend {backend!r}: use one of {', '.join(BACKENDS)}.")
     height, width = data.shape[1:3]
     box = None
     if mask is not None:

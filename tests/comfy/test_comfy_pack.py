@@ -310,3 +310,22 @@ def test_interrupt_is_prompt_and_leaves_the_model_clean(server, caching_server, 
     assert find(long_run, "DMTLoadZeroScope")[0] in cached, "the model was reloaded; the check proves nothing"
     video = [f for f in saved_files(srv.base, after) if f.suffix == ".webp"][0]
     np.testing.assert_array_equal(video_frames(video), video_frames(ref_video))
+
+
+def test_motion_fidelity_node_in_the_server(server, object_info):
+    """The metric node runs in a real server (inference mode): a video against itself scores ~1,
+    and its visualisation (original | edited side by side) is saved."""
+    base = basic_prompt(object_info)
+    (load,) = find(base, "LoadVideo")
+    (comps,) = find(base, "GetVideoComponents")
+    prompt = {
+        load: base[load], comps: base[comps],
+        "mf": {"class_type": "DMTMotionFidelity", "inputs": {"original": [comps, 0], "edited": [comps, 0], "grid": 20}},
+        "save": {"class_type": "SaveImage", "inputs": {"images": ["mf", 1], "filename_prefix": "mf/vis"}},
+    }
+    entry = server.run(prompt)
+    assert_success(entry)
+    text = json.dumps(entry["outputs"].get("mf", {}))
+    assert "motion fidelity 1.0000" in text or "motion fidelity 0.99" in text, text[:500]
+    vis = output_files(server.base, entry, "save", "images")
+    assert len(vis) >= 2 and all(f.is_file() for f in vis)
