@@ -246,6 +246,9 @@ class DMTGuidedSampler(io.ComfyNode):
                                tooltip="Motion loss: 'cosine' (authors' code, default) or 'l2' (the paper's printed form)."),
                 io.Int.Input("seed", default=0, min=0, max=SEED_MAX, control_after_generate=True,
                              tooltip="Seed of the restart-sampling noise."),
+                io.Boolean.Input("gradient_checkpointing", default=False, optional=True,
+                                 tooltip=("Low-memory guided steps: recompute the UNet's activations in the backward "
+                                          "pass instead of keeping them. Same result, less GPU memory, slower.")),
             ],
             outputs=[
                 io.Image.Output("images", display_name="images", tooltip="The new video's frames; connect to Create Video / Save Animated WEBP."),
@@ -256,10 +259,11 @@ class DMTGuidedSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, targets, latent, target_prompt: str, negative_prompt: str, cfg: float,
                 optimization_steps: int, lr_start: float, lr_end: float, restart_sampling: bool, loss: str,
-                seed: int) -> io.NodeOutput:
+                seed: int, gradient_checkpointing: bool = False) -> io.NodeOutput:
         targets = _require_targets(targets)
         settings = dmt.GuidanceSettings(guidance_scale=cfg, optimization_steps=optimization_steps,
-                                        lr_range=(lr_start, lr_end), restart_sampling=restart_sampling, loss=loss)
+                                        lr_range=(lr_start, lr_end), restart_sampling=restart_sampling, loss=loss,
+                                        gradient_checkpointing=gradient_checkpointing)
         with run_scope():
             result = dmt.guided_sample(model, targets, latent["samples"], target_prompt, negative_prompt,
                                        settings, seed=seed, on_step=Progress(1, previews=True),
