@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .grad_modes import evaluation
-from .ddim import inversion_step
+from .ddim import ddim_step, inversion_step
 from .errors import explain_out_of_memory
 from .latents import encode_frames
 from .model import ZeroScope
@@ -103,8 +103,6 @@ def ddim_reconstruct(
     Returns:
         (1, 4, F, h, w) float32: ≈ inversion.x0 when the inversion is good.
     """
-    from .ddim import ddim_step
-
     steps = inversion_timesteps(model.scheduler, inversion.num_inversion_steps)
     text = encode_prompt(model, inversion.source_prompt)
     x = inversion.noisiest.to(model.device).float().clone()

@@ -93,10 +93,6 @@ def resolve_device(choice: str) -> torch.device:
     return comfy.model_management.get_torch_device()
 
 
-def device_of(model: dmt.ZeroScope) -> torch.device:
-    return model.device
-
-
 @contextlib.contextmanager
 def run_scope() -> Iterator[None]:
     """Around every heavy node: free the device cache afterwards, however the run ends."""

@@ -13,7 +13,7 @@ from ..dmt.loss import LOSS_FORMS
 from ..dmt.schedule import check_inversion_covers
 
 from .comfy_glue import (CATEGORY, DEFAULT_FOLDER, DOWNLOAD_ENTRY, DMTInversion, DMTModel, DMTTargets, Progress,
-                         check_interrupt, default_download_folder, find_model_folder, list_model_folders,
+                         check_folder_name, check_interrupt, default_download_folder, find_model_folder, list_model_folders,
                          resolve_device, run_scope)
 
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
@@ -295,7 +295,6 @@ def _inversion_files() -> list[str]:
 def _resolve_inversion_file(name: str) -> Path:
     plain = name[: -len(" [output]")] if name.endswith(" [output]") else name
     base = folder_paths.get_output_directory() if plain != name else folder_paths.get_input_directory()
-    from .comfy_glue import check_folder_name
     rel = check_folder_name(plain)
     path = os.path.abspath(os.path.join(base, rel))
     if os.path.commonpath([path, os.path.abspath(base)]) != os.path.abspath(base):
