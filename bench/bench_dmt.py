@@ -2,7 +2,7 @@
 """Speed and memory of the dmt motion transfer on a random-weight ZeroScope (no download).
 
 Builds ZeroScope v2 576w's UNet, VAE and text encoder from their real configurations with random
-weights (`dmt.random_model.build_random_components`; timing needs no trained weights) and
+weights (`dmt.models.random_model.build_random_components`; timing needs no trained weights) and
 measures, on the device given:
 
   unet_fwd_b1 / unet_fwd_b2     one full UNet forward at batch 1 (inversion) and 2 (CFG)
@@ -14,7 +14,7 @@ measures, on the device given:
   encode / decode               VAE encode / decode of the clip (1 frame per call)
   whole_edit                    dmt.transfer end to end (authors' defaults unless told otherwise)
   floor                         the UNet-work floor of that edit: its counted UNet passes
-                                (dmt.presets.unet_work) × the per-pass costs measured above,
+                                (dmt.transfer.presets.unet_work) × the per-pass costs measured above,
                                 in the same process; overhead % = edit time / floor − 1
   presets                       estimated time of the "authors" and "fast" presets (an estimate:
                                 counts × measured per-op costs)
@@ -52,16 +52,16 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 
 import dmt  # noqa: E402
-from dmt.inversion import Inversion, invert_latents  # noqa: E402
-from dmt.latents import decode_latents, encode_frames  # noqa: E402
-from dmt.memory import gradient_checkpointing  # noqa: E402
-from dmt.presets import forward_equivalents, preset_work, unet_work  # noqa: E402
-from dmt.random_model import build_random_components, save_byte_tokenizer  # noqa: E402
-from dmt.sampler import GuidanceSettings, denoise_step, optimize_latent  # noqa: E402
-from dmt.ddim import renoise  # noqa: E402
-from dmt.schedule import make_schedule, previous_timestep  # noqa: E402
-from dmt.text import encode_prompt  # noqa: E402
-from dmt.unet import frozen, predict_noise  # noqa: E402
+from dmt.transfer.inversion import Inversion, invert_latents  # noqa: E402
+from dmt.models.latents import decode_latents, encode_frames  # noqa: E402
+from dmt.models.memory import gradient_checkpointing  # noqa: E402
+from dmt.transfer.presets import forward_equivalents, preset_work, unet_work  # noqa: E402
+from dmt.models.random_model import build_random_components, save_byte_tokenizer  # noqa: E402
+from dmt.transfer.sampler import GuidanceSettings, denoise_step, optimize_latent  # noqa: E402
+from dmt.transfer.ddim import renoise  # noqa: E402
+from dmt.transfer.schedule import make_schedule, previous_timestep  # noqa: E402
+from dmt.models.text import encode_prompt  # noqa: E402
+from dmt.models.unet import frozen, predict_noise  # noqa: E402
 
 GB = 1024**3
 
@@ -181,7 +181,7 @@ def run(args) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    dtype = dmt.model.resolve_dtype(args.dtype or ("float16" if device.type == "cuda" else "float32"))
+    dtype = dmt.models.zeroscope.resolve_dtype(args.dtype or ("float16" if device.type == "cuda" else "float32"))
     timer = Timer(device)
     R = args.repeats
     res: dict = {}
@@ -202,7 +202,7 @@ def run(args) -> dict:
     schedule = make_schedule(model.scheduler, 50, (0.6, 1.0))
     t_guided = schedule.guided[0]
     say = (lambda *a: print(*a, file=sys.stderr, flush=True)) if not args.quiet else (lambda *a: None)
-    ev = dmt.grad_modes.evaluation
+    ev = dmt.models.grad_modes.evaluation
 
     with sdpa_context(args):
         # --- UNet forwards

@@ -33,8 +33,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from dmt.motion_fidelity import draw_comparison, motion_fidelity, score_tracks  # noqa: E402
-from dmt.tracking import track_points  # noqa: E402
+from dmt.metrics.motion_fidelity import draw_comparison, motion_fidelity, score_tracks  # noqa: E402
+from dmt.metrics.tracking import track_points  # noqa: E402
 
 
 def synthetic_clip(frames: int, height: int, width: int, shape: str, seed: int) -> torch.Tensor:

@@ -9,24 +9,24 @@ Metric: motion_fidelity(original, edited) (the paper's Motion-Fidelity score, of
 
 from .errors import (DMTError, DMTOutOfMemoryError, InputError, Interrupted, InversionMismatchError,
                      ModelLoadError)
-from .features import FEATURE_PATHS, capture_features, spatial_marginal_mean, truncated_forward
-from .inversion import DEFAULT_INVERSION_STEPS, DEFAULT_SAMPLING_STEPS, Inversion, invert_latents, invert_video
-from .latents import decode_latents, encode_frames, prepare_frames
-from .loss import smm_loss, total_loss
-from .memory import gradient_checkpointing, low_memory_mode, offloaded, on_device
-from .motion_fidelity import MotionFidelity, draw_comparison, draw_tracks, motion_fidelity
-from .model import DEFAULT_MODEL, ZeroScope, download_model, load_zeroscope, missing_files
-from .noise_init import low_frequency_init, low_pass
-from .presets import PRESETS, Preset, apply_preset, get_preset, preset_kwargs
-from .preview import latent_preview
-from .pipeline import TransferResult, transfer
-from .sampler import GuidanceSettings, SampleResult, denoise_step, guided_sample, optimize_latent
-from .schedule import Schedule, make_schedule, valid_inversion_steps
-from .serialization import load_inversion, save_inversion
-from .targets import Targets, extract_targets
-from .tracking import Tracks, track_points
-from .text import AUTHORS_PROMPT_PREFIX, DEFAULT_NEGATIVE_PROMPT, encode_prompt
-from .video_io import VideoClip, VideoReadError, read_video, write_video
+from .transfer.features import FEATURE_PATHS, capture_features, spatial_marginal_mean, truncated_forward
+from .transfer.inversion import DEFAULT_INVERSION_STEPS, DEFAULT_SAMPLING_STEPS, Inversion, invert_latents, invert_video
+from .models.latents import decode_latents, encode_frames, prepare_frames
+from .transfer.loss import smm_loss, total_loss
+from .models.memory import gradient_checkpointing, low_memory_mode, offloaded, on_device
+from .metrics.motion_fidelity import MotionFidelity, draw_comparison, draw_tracks, motion_fidelity
+from .models.zeroscope import DEFAULT_MODEL, ZeroScope, download_model, load_zeroscope, missing_files
+from .transfer.noise_init import low_frequency_init, low_pass
+from .transfer.presets import PRESETS, Preset, apply_preset, get_preset, preset_kwargs
+from .io.preview import latent_preview
+from .transfer.pipeline import TransferResult, transfer
+from .transfer.sampler import GuidanceSettings, SampleResult, denoise_step, guided_sample, optimize_latent
+from .transfer.schedule import Schedule, make_schedule, valid_inversion_steps
+from .transfer.inversion_files import load_inversion, save_inversion
+from .transfer.targets import Targets, extract_targets
+from .metrics.tracking import Tracks, track_points
+from .models.text import AUTHORS_PROMPT_PREFIX, DEFAULT_NEGATIVE_PROMPT, encode_prompt
+from .io.video import VideoClip, VideoReadError, read_video, write_video
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = [n for n in dir() if not n.startswith("_")]

@@ -9,8 +9,8 @@ import folder_paths
 from comfy_api.latest import io
 
 from .. import dmt
-from ..dmt.loss import LOSS_FORMS
-from ..dmt.schedule import check_inversion_covers
+from ..dmt.transfer.loss import LOSS_FORMS
+from ..dmt.transfer.schedule import check_inversion_covers
 
 from .comfy_glue import (CATEGORY, DEFAULT_FOLDER, DOWNLOAD_ENTRY, DMTInversion, DMTModel, DMTTargets, Progress,
                          check_folder_name, check_interrupt, default_download_folder, find_model_folder, list_model_folders,

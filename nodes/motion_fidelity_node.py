@@ -1,4 +1,4 @@
-"""DMT Motion Fidelity node (ComfyUI V3 schema): a thin adapter over dmt.motion_fidelity."""
+"""DMT Motion Fidelity node (ComfyUI V3 schema): a thin adapter over dmt.metrics.motion_fidelity."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import torch
 from comfy_api.latest import io, ui
 
-from ..dmt.motion_fidelity import draw_comparison, motion_fidelity
+from ..dmt.metrics.motion_fidelity import draw_comparison, motion_fidelity
 
 log = logging.getLogger("dmt")
 

@@ -12,7 +12,7 @@ import torch
 torch.set_num_threads(1)  # tiny models: threads only add overhead on a busy 2-core machine
 
 import dmt  # noqa: E402
-from dmt.random_model import save_random_model  # noqa: E402
+from dmt.models.random_model import save_random_model  # noqa: E402
 
 from helpers import INV_STEPS, STEPS, moving_square_clip  # noqa: E402
 

@@ -49,8 +49,8 @@ def make_base(base: Path) -> Path:
     sys.path.insert(0, str(REPO)) if str(REPO) not in sys.path else None
     import torch
 
-    from dmt.random_model import save_random_model
-    from dmt.video_io import write_video
+    from dmt.models.random_model import save_random_model
+    from dmt.io.video import write_video
 
     (base / "custom_nodes").mkdir(parents=True, exist_ok=True)
     link = base / "custom_nodes" / PACK_NAME

@@ -16,7 +16,7 @@ HERE = Path(__file__).resolve().parent
 
 def test_cancel_leaves_shared_model_as_loaded(comfy_dir, tmp_path):
     sys.path.insert(0, str(HERE.parents[1]))
-    from dmt.random_model import save_random_model
+    from dmt.models.random_model import save_random_model
 
     diffusers = tmp_path / "diffusers"
     save_random_model(diffusers / "dmt-tiny")

@@ -1,0 +1,44 @@
+"""Command line: `python -m dmt SUBCOMMAND ...` (also installed as the `dmt-motion` console script).
+
+Sub-commands: transfer (motion transfer), score (Motion-Fidelity score), demo (offline install
+check). `python -m dmt SUBCOMMAND --help` lists every option and its default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import DMTError
+from .demo import add_demo_command
+from .score import add_score_command
+from .transfer import add_transfer_command, preset_defaults
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m dmt", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    parser.transfer_parser = add_transfer_command(sub)  # type: ignore[attr-defined]
+    add_demo_command(sub)
+    add_score_command(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code (0 ok, 2 user error, 130 cancelled)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "preset", None):  # re-parse with the preset's values as defaults
+        parser.transfer_parser.set_defaults(**preset_defaults(args.preset))
+        args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except DMTError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # VideoReadError and friends from the metric
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cancelled", file=sys.stderr)
+        return 130

@@ -1,0 +1,80 @@
+"""The whole motion transfer in one call (what the CLI runs), built from the stage functions."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+
+from ..transfer.inversion import DEFAULT_INVERSION_STEPS, DEFAULT_SAMPLING_STEPS, Inversion, invert_latents
+from ..models.latents import decode_latents, encode_frames
+from ..models.memory import low_memory_mode, on_device
+from ..models.zeroscope import ZeroScope
+from ..transfer.noise_init import DEFAULT_DOWNSAMPLE_FACTOR, low_frequency_init
+from ..io.progress import CheckInterrupt, OnStep, never_interrupt, no_progress
+from ..transfer.sampler import GuidanceSettings, SampleResult, guided_sample
+from ..transfer.targets import Targets, extract_targets
+from ..models.text import AUTHORS_PROMPT_PREFIX, DEFAULT_NEGATIVE_PROMPT, with_prefix
+
+
+@dataclass
+class TransferResult:
+    """frames: (F, H, W, 3) float32 in [0, 1]. The intermediate results are kept as data."""
+
+    frames: torch.Tensor
+    inversion: Inversion
+    targets: Targets
+    init_latent: torch.Tensor
+    sample: SampleResult
+
+
+def transfer(
+    model: ZeroScope,
+    frames: torch.Tensor,
+    source_prompt: str,
+    target_prompt: str,
+    *,
+    negative_prompt: str = DEFAULT_NEGATIVE_PROMPT,
+    seed: int = 0,
+    num_steps: int = DEFAULT_SAMPLING_STEPS,
+    num_inversion_steps: int = DEFAULT_INVERSION_STEPS,
+    guidance_window: tuple[float, float] = (0.6, 1.0),
+    downsample_factor: int = DEFAULT_DOWNSAMPLE_FACTOR,
+    settings: GuidanceSettings = GuidanceSettings(),
+    prompt_prefix: str = AUTHORS_PROMPT_PREFIX,
+    inversion: Inversion | None = None,
+    vae_slice_size: int = 1,
+    low_memory: bool = False,
+    on_step: OnStep = no_progress,
+    check_interrupt: CheckInterrupt = never_interrupt,
+) -> TransferResult:
+    """Invert (unless `inversion` is given), extract targets, init the latent, sample, decode.
+
+    frames: (F, H, W, 3) in [0, 1], already cut and resized (latents.prepare_frames).
+    The seed drives both the low-frequency init noise and the restart-sampling noise.
+    low_memory: opt-in memory saving with the same result (see dmt.models.memory): gradient
+        checkpointing of the guided step, the text encoder and the VAE kept on the CPU except
+        while they run, VAE slicing of 1 frame. Slower (recomputation, host↔device copies of the
+        text encoder and VAE weights). The model is left exactly as it was, on every exit path.
+    """
+    if low_memory:
+        settings = dataclasses.replace(settings, gradient_checkpointing=True)
+        vae_slice_size = 1
+    # low memory: the VAE waits on the CPU and comes to the UNet's device only to encode/decode.
+    vae_in_use = (lambda: on_device(model.vae, model.device)) if low_memory else contextlib.nullcontext
+    with low_memory_mode(model) if low_memory else contextlib.nullcontext():
+        if inversion is None:
+            with vae_in_use():
+                x0 = encode_frames(model, frames, slice_size=vae_slice_size)
+            inversion = invert_latents(model, x0, with_prefix(source_prompt, prompt_prefix), num_inversion_steps,
+                                       num_steps, on_step=on_step, check_interrupt=check_interrupt)
+        targets = extract_targets(model, inversion, guidance_window, num_steps,
+                                  on_step=on_step, check_interrupt=check_interrupt)
+        init = low_frequency_init(inversion, seed, downsample_factor, start_timestep=targets.schedule.timesteps[0])
+        sample = guided_sample(model, targets, init, target_prompt, negative_prompt, settings, seed=seed,
+                               prompt_prefix=prompt_prefix, on_step=on_step, check_interrupt=check_interrupt)
+        with vae_in_use():
+            out = decode_latents(model, sample.latents, slice_size=vae_slice_size)
+    return TransferResult(frames=out, inversion=inversion, targets=targets, init_latent=init, sample=sample)

@@ -1,0 +1,213 @@
+"""The SMM-guided sampler: per guided step, optimise the latent so its space-time features move
+like the source's, then take a CFG DDIM step; restart sampling re-noises and denoises again."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..transfer.ddim import ddim_step, renoise
+from ..errors import InputError, InversionMismatchError, explain_out_of_memory
+from ..transfer.features import spatial_marginal_mean, truncated_forward
+from ..transfer.loss import LOSS_FORMS, total_loss
+from ..models.memory import gradient_checkpointing
+from ..models.zeroscope import ZeroScope, same_model
+from ..io.progress import CheckInterrupt, OnStep, checkpoint, never_interrupt, no_progress
+from ..transfer.schedule import Schedule, previous_timestep
+from ..transfer.targets import Targets
+from ..models.text import AUTHORS_PROMPT_PREFIX, DEFAULT_NEGATIVE_PROMPT, encode_prompt, with_prefix
+from ..models.unet import frozen, predict_noise
+
+
+@dataclass(frozen=True)
+class GuidanceSettings:
+    """Sampler settings; the defaults are the authors'.
+
+    guidance_scale: classifier-free guidance scale of the denoise steps (10).
+    optimization_steps: Adam iterations per guided step (10); 0 disables guidance.
+    lr_range: (first, last) learning rate, linearly spaced over the guided steps (0.007 → 0.004).
+    lr_decay: use lr_range (True) or the constant `lr` (0.01).
+    restart_sampling: after every denoise step but the last, re-noise and denoise again (True).
+    loss: "cosine" (authors' code) or "l2" (the paper's printed form).
+    gradient_checkpointing: recompute UNet activations in the backward pass (less memory, same
+        gradients, slower). diffusers' UNet3D has no checkpointing of its own, so this is dmt's
+        layer-by-layer one (dmt.models.memory). Off by default.
+    """
+
+    guidance_scale: float = 10.0
+    optimization_steps: int = 10
+    lr_range: tuple[float, float] = (0.007, 0.004)
+    lr_decay: bool = True
+    lr: float = 0.01
+    restart_sampling: bool = True
+    loss: str = "cosine"
+    gradient_checkpointing: bool = False
+
+    def validate(self) -> None:
+        if self.optimization_steps < 0:
+            raise InputError(f"Optimisation steps must be >= 0, got {self.optimization_steps}.")
+        if self.loss not in LOSS_FORMS:
+            raise InputError(f"Loss form must be one of {LOSS_FORMS}, got '{self.loss}'.")
+        if min(self.lr_range) < 0 or self.lr < 0:
+            raise InputError("Learning rates must be >= 0.")
+
+    def learning_rates(self, num_guided: int) -> list[float]:
+        """lr per guided step: linspace(*lr_range, num_guided) or the constant lr."""
+        if self.lr_decay:
+            return [float(v) for v in np.linspace(self.lr_range[0], self.lr_range[1], num_guided)]
+        return [float(self.lr)] * num_guided
+
+
+@dataclass
+class SampleResult:
+    """latents: final (1, 4, F, h, w) float32. losses: guided timestep → loss before each Adam
+    step. intermediates: timestep → latent after that step (only when asked)."""
+
+    latents: torch.Tensor
+    losses: dict[int, list[float]] = field(default_factory=dict)
+    intermediates: dict[int, torch.Tensor] = field(default_factory=dict)
+
+
+def optimize_latent(
+    model: ZeroScope,
+    x: torch.Tensor,
+    t: int,
+    text: torch.Tensor,
+    target_smms: dict[str, torch.Tensor],
+    steps: int,
+    lr: float,
+    loss_form: str = "cosine",
+    on_iteration=None,
+    check_interrupt: CheckInterrupt = never_interrupt,
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The guided step: Adam on a float32 copy of x for `steps` iterations.
+
+    Each iteration runs the UNet (conditional only, target prompt, truncated after up_blocks[1]),
+    takes the SMMs of the captured activations and the summed SMM loss against `target_smms`.
+    In fp16 the loss is scaled by a fresh GradScaler per step, as the authors (identical to plain
+    Adam unless gradients overflow, when the step is skipped). The caller freezes the UNet.
+    Returns:
+        (optimised latent detached, list of per-iteration loss tensors).
+    """
+    num_frames = x.shape[2]
+    paths = tuple(target_smms)
+    x_opt = x.detach().float().clone().requires_grad_(True)
+    opt = torch.optim.Adam([x_opt], lr=lr)
+    scaler = torch.amp.GradScaler(model.device.type, enabled=model.dtype == torch.float16)
+    losses = []
+    for it in range(steps):
+        checkpoint(check_interrupt)
+        opt.zero_grad(set_to_none=True)
+        feats = truncated_forward(model, x_opt, t, text, paths)
+        smms = {p: spatial_marginal_mean(feats[p], num_frames)[0] for p in paths}
+        loss = total_loss(smms, target_smms, loss_form)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        losses.append(loss.detach())
+        del feats, smms, loss
+        if on_iteration is not None:
+            on_iteration(it, x_opt)
+    return x_opt.detach(), losses
+
+
+@torch.no_grad()
+def denoise_step(
+    model: ZeroScope, x: torch.Tensor, t: int, t_prev: int, text_cfg: torch.Tensor, guidance_scale: float
+) -> torch.Tensor:
+    """CFG DDIM step t → t_prev: ε = ε_u + s·(ε_c − ε_u); text_cfg = cat[cond, uncond] (2, 77, D)."""
+    eps = predict_noise(model, torch.cat([x, x]), t, text_cfg).float()
+    cond, uncond = eps.chunk(2)
+    return ddim_step(model.scheduler, x, uncond + guidance_scale * (cond - uncond), t, t_prev)
+
+
+def _check_latent(latent: torch.Tensor, targets: Targets) -> None:
+    if latent.ndim != 5 or latent.shape[0] != 1:
+        raise InputError(f"The initial latent must be (1, 4, F, h, w); got {tuple(latent.shape)}.")
+    if latent.shape[2] != targets.num_frames:
+        raise InputError(
+            f"The initial latent has {latent.shape[2]} frames but the targets {targets.num_frames}: "
+            f"both must come from the same inversion."
+        )
+
+
+def guided_sample(
+    model: ZeroScope,
+    targets: Targets,
+    latent: torch.Tensor,
+    target_prompt: str,
+    negative_prompt: str = DEFAULT_NEGATIVE_PROMPT,
+    settings: GuidanceSettings = GuidanceSettings(),
+    seed: int = 0,
+    generator: torch.Generator | None = None,
+    prompt_prefix: str = AUTHORS_PROMPT_PREFIX,
+    keep_intermediates: bool = False,
+    on_step: OnStep = no_progress,
+    check_interrupt: CheckInterrupt = never_interrupt,
+) -> SampleResult:
+    """Sample a video whose space-time features follow `targets`.
+
+    Args:
+        targets: from extract_targets; its schedule decides the timesteps and guided steps.
+        latent: (1, 4, F, h, w) initial latent at targets.schedule.timesteps[0] (low_frequency_init).
+        target_prompt: what the new video shows (the authors' prefix is prepended unless
+            prompt_prefix is "").
+        negative_prompt: the unconditional prompt of CFG.
+        seed / generator: the restart-sampling noise (a generator on the model's device wins).
+        keep_intermediates: return the latent after every sampling step.
+        on_step: progress ("guidance" per Adam iteration, "denoise" per denoise pass), may raise.
+        check_interrupt: cancellation (see dmt.io.progress).
+    Works inside torch.inference_mode() (it leaves inference mode for the guided step and
+    clones incoming tensors); the UNet's requires_grad flags are restored on every exit path.
+    """
+    settings.validate()
+    if not target_prompt or not target_prompt.strip():
+        raise InputError("The target prompt is empty: describe what the new video should show.")
+    if not same_model(targets.model_fingerprint, model.fingerprint):
+        raise InversionMismatchError("These targets were made with a different model; extract them again.")
+    _check_latent(latent, targets)
+    schedule: Schedule = targets.schedule
+    device = model.device
+    if generator is None:
+        generator = torch.Generator(device=device).manual_seed(int(seed))
+    lrs = settings.learning_rates(len(schedule.guided))
+    guided_index = {t: k for k, t in enumerate(schedule.guided)}
+    n = len(schedule.timesteps)
+    total = len(schedule.guided) * settings.optimization_steps + n + (n - 1) * settings.restart_sampling
+    done = 0
+
+    def tick(stage: str, lat: torch.Tensor | None) -> None:
+        nonlocal done
+        done += 1
+        on_step(stage, done, total, lat)
+
+    text_target = encode_prompt(model, with_prefix(target_prompt, prompt_prefix))
+    text_cfg = torch.cat([text_target, encode_prompt(model, negative_prompt)])
+    result = SampleResult(latents=latent)
+    with torch.inference_mode(False), explain_out_of_memory("guided sampling"), frozen(model.unet):
+        x = latent.detach().to(device, torch.float32).clone()
+        target_smms = {t: {p: v.to(device).clone() for p, v in s.items()} for t, s in targets.smms.items()}
+        for i, t in enumerate(schedule.timesteps):
+            if t in guided_index and settings.optimization_steps > 0:
+                with torch.enable_grad(), gradient_checkpointing(model.unet, settings.gradient_checkpointing):
+                    x, losses = optimize_latent(
+                        model, x, t, text_target, target_smms[t], settings.optimization_steps,
+                        lrs[guided_index[t]], settings.loss,
+                        on_iteration=lambda _it, lat: tick("guidance", lat), check_interrupt=check_interrupt,
+                    )
+                result.losses[t] = [float(v) for v in torch.stack(losses).cpu()]
+            t_prev = previous_timestep(model.scheduler, t, schedule.num_steps)
+            checkpoint(check_interrupt)
+            x = denoise_step(model, x, t, t_prev, text_cfg, settings.guidance_scale)
+            tick("denoise", x)
+            if settings.restart_sampling and i < n - 1:
+                checkpoint(check_interrupt)
+                x = renoise(model.scheduler, x, schedule.timesteps[i + 1], schedule.num_steps, generator)
+                x = denoise_step(model, x, t, t_prev, text_cfg, settings.guidance_scale)
+                tick("denoise", x)
+            if keep_intermediates:
+                result.intermediates[t] = x.clone()
+    result.latents = x
+    return result
