@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..models.grad_modes import evaluation
+from ..transfer.context import ContextOptions, fused_prediction
 from ..transfer.ddim import ddim_step, inversion_step
 from ..errors import explain_out_of_memory
 from ..models.latents import encode_frames
@@ -32,6 +33,8 @@ class Inversion:
     num_inversion_steps, num_sampling_steps: the settings it was made with.
     scheduler_config: the model's DDIM scheduler config (data), so later stages need no model.
     model_fingerprint: ZeroScope.fingerprint of the model that made it.
+    context: the temporal context windows the inversion ran with (None: one pass over all
+        frames). Targets and sampling must use the same schedule (dmt.transfer.context).
     """
 
     x0: torch.Tensor
@@ -42,6 +45,7 @@ class Inversion:
     num_sampling_steps: int
     scheduler_config: dict = field(repr=False)
     model_fingerprint: str = ""
+    context: ContextOptions | None = None
 
     @property
     def num_frames(self) -> int:
@@ -61,6 +65,7 @@ def invert_latents(
     keep_timesteps: tuple[int, ...] | None = None,
     on_step: OnStep = no_progress,
     check_interrupt: CheckInterrupt = never_interrupt,
+    context: ContextOptions | None = None,
 ) -> Inversion:
     """DDIM-invert x0 with the (already prefixed) source prompt, no CFG.
 
@@ -70,6 +75,8 @@ def invert_latents(
         num_inversion_steps: 999 as the authors (timesteps 1 … 999).
         num_sampling_steps: the sampling schedule whose timesteps are kept (50).
         keep_timesteps: timesteps to keep instead (None: every sampling timestep visited).
+        context: temporal context windows (None, or one window covering the video: the plain
+            one-pass path); each step's noise prediction is then the fused one of the windows.
     Returns:
         Inversion (the noisiest latent is always kept).
     """
@@ -82,7 +89,7 @@ def invert_latents(
     with explain_out_of_memory("DDIM inversion"), evaluation():
         for i, t in enumerate(steps):
             checkpoint(check_interrupt)
-            eps = predict_noise(model, x, t, text)
+            eps = fused_prediction(lambda xw: predict_noise(model, xw, t, text), x, context)
             x = inversion_step(sched, x, eps, steps[i - 1] if i > 0 else -1, t)
             if t in keep or i == len(steps) - 1:
                 kept[t] = x.clone()
@@ -90,7 +97,7 @@ def invert_latents(
     return Inversion(
         x0=x0.detach().float().clone(), latents=kept, noisiest_t=steps[-1], source_prompt=source_prompt,
         num_inversion_steps=num_inversion_steps, num_sampling_steps=num_sampling_steps,
-        scheduler_config=dict(sched.config), model_fingerprint=model.fingerprint,
+        scheduler_config=dict(sched.config), model_fingerprint=model.fingerprint, context=context,
     )
 
 
@@ -108,7 +115,8 @@ def ddim_reconstruct(
     x = inversion.noisiest.to(model.device).float().clone()
     with evaluation():
         for k in range(len(steps) - 1, -1, -1):
-            eps = predict_noise(model, x, steps[k], text)
+            t = steps[k]
+            eps = fused_prediction(lambda xw: predict_noise(model, xw, t, text), x, inversion.context)
             x = ddim_step(model.scheduler, x, eps, steps[k], steps[k - 1] if k > 0 else -1)
             on_step("reconstruction", len(steps) - k, len(steps), x)
     return x
@@ -124,13 +132,15 @@ def invert_video(
     vae_slice_size: int = 1,
     on_step: OnStep = no_progress,
     check_interrupt: CheckInterrupt = never_interrupt,
+    context: ContextOptions | None = None,
 ) -> Inversion:
     """Encode prepared frames (F, H, W, 3 in [0, 1], see latents.prepare_frames) and invert them.
 
-    The source prompt gets the authors' prefix unless `prompt_prefix` is "".
+    The source prompt gets the authors' prefix unless `prompt_prefix` is "". `context`: temporal
+    context windows (see invert_latents); the VAE encodes one frame per call regardless.
     """
     x0 = encode_frames(model, frames, slice_size=vae_slice_size)
     return invert_latents(
         model, x0, with_prefix(source_prompt, prompt_prefix), num_inversion_steps, num_sampling_steps,
-        on_step=on_step, check_interrupt=check_interrupt,
+        on_step=on_step, check_interrupt=check_interrupt, context=context,
     )

@@ -14,7 +14,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..errors import InversionMismatchError
+from ..errors import InputError, InversionMismatchError
+from ..transfer.context import ContextOptions, check_same_schedule
 from ..transfer.inversion import Inversion
 from ..models.zeroscope import same_model
 from ..transfer.schedule import Schedule
@@ -35,6 +36,8 @@ def save_inversion(path: str | Path, inversion: Inversion, targets: Targets | No
         "noisiest_t": inversion.noisiest_t, "num_inversion_steps": inversion.num_inversion_steps,
         "num_sampling_steps": inversion.num_sampling_steps, "scheduler_config": inversion.scheduler_config,
         "model_fingerprint": inversion.model_fingerprint,
+        # Temporal context windows (None: one pass); absent in files written before windows existed.
+        "context": None if inversion.context is None else inversion.context.to_dict(),
     }
     if targets is not None:
         s = targets.schedule
@@ -42,6 +45,7 @@ def save_inversion(path: str | Path, inversion: Inversion, targets: Targets | No
             "timesteps": list(s.timesteps), "guided": list(s.guided), "num_steps": s.num_steps,
             "guidance_window": list(s.guidance_window), "feature_paths": list(targets.feature_paths),
             "model_fingerprint": targets.model_fingerprint,
+            "context": None if targets.context is None else targets.context.to_dict(),
         }
         for t, feats in targets.smms.items():
             for name, v in feats.items():
@@ -57,11 +61,14 @@ def load_inversion(
     model_fingerprint: str | None = None,
     num_inversion_steps: int | None = None,
     num_sampling_steps: int | None = None,
+    context: ContextOptions | None | str = "any",
 ) -> tuple[Inversion, Targets | None]:
     """Read a file written by save_inversion.
 
     The optional arguments are what the caller is about to use; a file that does not match them
-    is refused with InversionMismatchError saying what differs.
+    is refused with InversionMismatchError saying what differs. `context`: the temporal context
+    windows the caller will use (None: one pass; "any": not checked); a file made with other
+    windows is refused.
     Returns:
         (Inversion, Targets or None) on `device`.
     """
@@ -92,13 +99,19 @@ def load_inversion(
         problems.append(f"it was made for {header['num_sampling_steps']} sampling steps, not {num_sampling_steps}")
     if problems:
         raise InversionMismatchError(f"Inversion file '{path}' does not fit: {'; '.join(problems)}. Invert again.")
+    try:
+        stored_context = None if header.get("context") is None else ContextOptions.from_dict(header["context"])
+    except (InputError, TypeError) as exc:
+        raise InversionMismatchError(f"'{path}' holds unreadable context-window settings: {exc}") from None
     latents = {int(k.split(".", 1)[1]): v for k, v in tensors.items() if k.startswith("latent.")}
     inversion = Inversion(
         x0=tensors["x0"], latents=latents, noisiest_t=int(header["noisiest_t"]),
         source_prompt=header["source_prompt"], num_inversion_steps=int(header["num_inversion_steps"]),
         num_sampling_steps=int(header["num_sampling_steps"]), scheduler_config=header["scheduler_config"],
-        model_fingerprint=header["model_fingerprint"],
+        model_fingerprint=header["model_fingerprint"], context=stored_context,
     )
+    if not (isinstance(context, str) and context == "any"):
+        check_same_schedule(stored_context, context, inversion.num_frames, f"inversion in '{path}'")
     targets = None
     if "targets" in header:
         th = header["targets"]
@@ -110,5 +123,6 @@ def load_inversion(
         schedule = Schedule(tuple(th["timesteps"]), tuple(th["guided"]), int(th["num_steps"]),
                             tuple(th["guidance_window"]))
         targets = Targets(smms=smms, schedule=schedule, feature_paths=tuple(th["feature_paths"]),
-                          num_frames=inversion.num_frames, model_fingerprint=th["model_fingerprint"])
+                          num_frames=inversion.num_frames, model_fingerprint=th["model_fingerprint"],
+                          context=stored_context)
     return inversion, targets

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..transfer.context import ContextOptions, check_same_schedule
 from ..transfer.inversion import DEFAULT_INVERSION_STEPS, DEFAULT_SAMPLING_STEPS, Inversion, invert_latents
 from ..models.latents import decode_latents, encode_frames
 from ..models.memory import low_memory_mode, on_device
@@ -47,6 +48,7 @@ def transfer(
     inversion: Inversion | None = None,
     vae_slice_size: int = 1,
     low_memory: bool = False,
+    context: ContextOptions | None = None,
     on_step: OnStep = no_progress,
     check_interrupt: CheckInterrupt = never_interrupt,
 ) -> TransferResult:
@@ -58,7 +60,12 @@ def transfer(
         checkpointing of the guided step, the text encoder and the VAE kept on the CPU except
         while they run, VAE slicing of 1 frame. Slower (recomputation, host↔device copies of the
         text encoder and VAE weights). The model is left exactly as it was, on every exit path.
+    context: temporal context windows for long videos (dmt.transfer.context); None, or one
+        window covering the video, runs today's one-pass path unchanged. A given `inversion`
+        must have been made with the same windows.
     """
+    if inversion is not None:
+        check_same_schedule(inversion.context, context, inversion.num_frames, "inversion")
     if low_memory:
         settings = dataclasses.replace(settings, gradient_checkpointing=True)
         vae_slice_size = 1
@@ -69,7 +76,8 @@ def transfer(
             with vae_in_use():
                 x0 = encode_frames(model, frames, slice_size=vae_slice_size)
             inversion = invert_latents(model, x0, with_prefix(source_prompt, prompt_prefix), num_inversion_steps,
-                                       num_steps, on_step=on_step, check_interrupt=check_interrupt)
+                                       num_steps, on_step=on_step, check_interrupt=check_interrupt,
+                                       context=context)
         targets = extract_targets(model, inversion, guidance_window, num_steps,
                                   on_step=on_step, check_interrupt=check_interrupt)
         init = low_frequency_init(inversion, seed, downsample_factor, start_timestep=targets.schedule.timesteps[0])

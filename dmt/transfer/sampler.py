@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..transfer.context import ContextOptions, check_same_schedule, fused_prediction
 from ..transfer.ddim import ddim_step, renoise
 from ..errors import InputError, InversionMismatchError, explain_out_of_memory
 from ..transfer.features import spatial_marginal_mean, truncated_forward
@@ -81,6 +82,7 @@ def optimize_latent(
     loss_form: str = "cosine",
     on_iteration=None,
     check_interrupt: CheckInterrupt = never_interrupt,
+    windows: list[range] | None = None,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The guided step: Adam on a float32 copy of x for `steps` iterations.
 
@@ -88,11 +90,22 @@ def optimize_latent(
     takes the SMMs of the captured activations and the summed SMM loss against `target_smms`.
     In fp16 the loss is scaled by a fresh GradScaler per step, as the authors (identical to plain
     Adam unless gradients overflow, when the step is skipped). The caller freezes the UNet.
+
+    With context `windows` (a list of frame ranges), `target_smms` is a list of per-window
+    targets (activation path → (n_k, D)); the loss is the sum of the windows' losses and each
+    window is backpropagated on its own, so only one window's activations are alive at a time:
+    the latent's gradient accumulates over the windows (= the gradient of the summed loss), then
+    one Adam step is taken.
     Returns:
         (optimised latent detached, list of per-iteration loss tensors).
     """
     num_frames = x.shape[2]
-    paths = tuple(target_smms)
+    if windows is None:
+        paths = tuple(target_smms)
+    else:
+        if len(windows) != len(target_smms):
+            raise ValueError(f"{len(windows)} windows but {len(target_smms)} window targets.")
+        paths = tuple(target_smms[0])
     x_opt = x.detach().float().clone().requires_grad_(True)
     opt = torch.optim.Adam([x_opt], lr=lr)
     scaler = torch.amp.GradScaler(model.device.type, enabled=model.dtype == torch.float16)
@@ -100,10 +113,21 @@ def optimize_latent(
     for it in range(steps):
         checkpoint(check_interrupt)
         opt.zero_grad(set_to_none=True)
-        feats = truncated_forward(model, x_opt, t, text, paths)
-        smms = {p: spatial_marginal_mean(feats[p], num_frames)[0] for p in paths}
-        loss = total_loss(smms, target_smms, loss_form)
-        scaler.scale(loss).backward()
+        if windows is None:
+            feats = truncated_forward(model, x_opt, t, text, paths)
+            smms = {p: spatial_marginal_mean(feats[p], num_frames)[0] for p in paths}
+            loss = total_loss(smms, target_smms, loss_form)
+            scaler.scale(loss).backward()
+        else:
+            loss = torch.zeros((), device=x_opt.device)
+            for w, target in zip(windows, target_smms):
+                feats = truncated_forward(model, x_opt[:, :, w.start:w.stop], t, text, paths)
+                smms = {p: spatial_marginal_mean(feats[p], len(w))[0] for p in paths}
+                window_loss = total_loss(smms, target, loss_form)
+                scaler.scale(window_loss).backward()
+                loss = loss + window_loss.detach()
+                del feats, smms, window_loss
+            feats = smms = None
         scaler.step(opt)
         scaler.update()
         losses.append(loss.detach())
@@ -115,10 +139,15 @@ def optimize_latent(
 
 @torch.no_grad()
 def denoise_step(
-    model: ZeroScope, x: torch.Tensor, t: int, t_prev: int, text_cfg: torch.Tensor, guidance_scale: float
+    model: ZeroScope, x: torch.Tensor, t: int, t_prev: int, text_cfg: torch.Tensor, guidance_scale: float,
+    context: ContextOptions | None = None,
 ) -> torch.Tensor:
-    """CFG DDIM step t → t_prev: ε = ε_u + s·(ε_c − ε_u); text_cfg = cat[cond, uncond] (2, 77, D)."""
-    eps = predict_noise(model, torch.cat([x, x]), t, text_cfg).float()
+    """CFG DDIM step t → t_prev: ε = ε_u + s·(ε_c − ε_u); text_cfg = cat[cond, uncond] (2, 77, D).
+
+    context: temporal context windows; the cond and uncond predictions are each fused over the
+    windows (one batched UNet call per window), then combined.
+    """
+    eps = fused_prediction(lambda xw: predict_noise(model, torch.cat([xw, xw]), t, text_cfg), x, context).float()
     cond, uncond = eps.chunk(2)
     return ddim_step(model.scheduler, x, uncond + guidance_scale * (cond - uncond), t, t_prev)
 
@@ -146,6 +175,7 @@ def guided_sample(
     keep_intermediates: bool = False,
     on_step: OnStep = no_progress,
     check_interrupt: CheckInterrupt = never_interrupt,
+    context: ContextOptions | None | str = "from targets",
 ) -> SampleResult:
     """Sample a video whose space-time features follow `targets`.
 
@@ -159,6 +189,10 @@ def guided_sample(
         keep_intermediates: return the latent after every sampling step.
         on_step: progress ("guidance" per Adam iteration, "denoise" per denoise pass), may raise.
         check_interrupt: cancellation (see dmt.io.progress).
+        context: temporal context windows; by default the targets' (which are the inversion's).
+            Given explicitly it must give the same windows (InversionMismatchError otherwise).
+            Guided steps: per-window losses, backpropagated window by window; denoise steps:
+            fused predictions. Restart re-noising acts on the whole video.
     Works inside torch.inference_mode() (it leaves inference mode for the guided step and
     clones incoming tensors); the UNet's requires_grad flags are restored on every exit path.
     """
@@ -168,6 +202,13 @@ def guided_sample(
     if not same_model(targets.model_fingerprint, model.fingerprint):
         raise InversionMismatchError("These targets were made with a different model; extract them again.")
     _check_latent(latent, targets)
+    if isinstance(context, str):
+        if context != "from targets":
+            raise InputError(f"context must be ContextOptions, None or 'from targets', got '{context}'.")
+    else:
+        check_same_schedule(targets.context, context, targets.num_frames, "SMM target set")
+    context = targets.context
+    windows = targets.windows()
     schedule: Schedule = targets.schedule
     device = model.device
     if generator is None:
@@ -189,23 +230,28 @@ def guided_sample(
     with torch.inference_mode(False), explain_out_of_memory("guided sampling"), frozen(model.unet):
         x = latent.detach().to(device, torch.float32).clone()
         target_smms = {t: {p: v.to(device).clone() for p, v in s.items()} for t, s in targets.smms.items()}
+        window_targets = {}
+        if windows is not None:
+            window_targets = {t: [{p: v.to(device).clone() for p, v in w.items()} for w in targets.window_smms(t)]
+                              for t in targets.smms}
         for i, t in enumerate(schedule.timesteps):
             if t in guided_index and settings.optimization_steps > 0:
                 with torch.enable_grad(), gradient_checkpointing(model.unet, settings.gradient_checkpointing):
                     x, losses = optimize_latent(
-                        model, x, t, text_target, target_smms[t], settings.optimization_steps,
-                        lrs[guided_index[t]], settings.loss,
+                        model, x, t, text_target, target_smms[t] if windows is None else window_targets[t],
+                        settings.optimization_steps, lrs[guided_index[t]], settings.loss,
                         on_iteration=lambda _it, lat: tick("guidance", lat), check_interrupt=check_interrupt,
+                        windows=windows,
                     )
                 result.losses[t] = [float(v) for v in torch.stack(losses).cpu()]
             t_prev = previous_timestep(model.scheduler, t, schedule.num_steps)
             checkpoint(check_interrupt)
-            x = denoise_step(model, x, t, t_prev, text_cfg, settings.guidance_scale)
+            x = denoise_step(model, x, t, t_prev, text_cfg, settings.guidance_scale, context)
             tick("denoise", x)
             if settings.restart_sampling and i < n - 1:
                 checkpoint(check_interrupt)
                 x = renoise(model.scheduler, x, schedule.timesteps[i + 1], schedule.num_steps, generator)
-                x = denoise_step(model, x, t, t_prev, text_cfg, settings.guidance_scale)
+                x = denoise_step(model, x, t, t_prev, text_cfg, settings.guidance_scale, context)
                 tick("denoise", x)
             if keep_intermediates:
                 result.intermediates[t] = x.clone()

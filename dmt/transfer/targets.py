@@ -9,6 +9,7 @@ import torch
 
 from ..models.grad_modes import evaluation
 from ..errors import InputError, InversionMismatchError, explain_out_of_memory
+from ..transfer.context import ContextOptions, check_same_schedule, effective_windows
 from ..transfer.features import FEATURE_PATHS, spatial_marginal_mean, truncated_forward
 from ..transfer.inversion import Inversion
 from ..models.zeroscope import ZeroScope, same_model
@@ -21,10 +22,13 @@ from ..models.text import encode_prompt
 class Targets:
     """Source SMMs φ per guided timestep and activation.
 
-    smms: timestep → activation path → (F, D) float32.
+    smms: timestep → activation path → (F, D) float32. With several context windows the SMMs
+        are per window (each window's UNet pass sees only its frames), stacked along the frame
+        axis in window order: (Σ_k n_k, D); `window_smms` splits them.
     schedule: the sampling schedule (timesteps and guided timesteps) they were made for.
     feature_paths: the captured UNet submodules, in execution order.
     model_fingerprint: the model that made them.
+    context: the temporal context windows (the inversion's; None: one pass).
     """
 
     smms: dict[int, dict[str, torch.Tensor]]
@@ -32,6 +36,25 @@ class Targets:
     feature_paths: tuple[str, ...]
     num_frames: int
     model_fingerprint: str = ""
+    context: ContextOptions | None = None
+
+    def windows(self) -> list[range] | None:
+        """The context windows in use, or None for one pass."""
+        return effective_windows(self.context, self.num_frames)
+
+    def window_smms(self, t: int) -> list[dict[str, torch.Tensor]]:
+        """Per window (one entry for one pass), activation path → (n_k, D) source SMM at t."""
+        wins = self.windows()
+        if wins is None:
+            return [self.smms[t]]
+        out, start = [], 0
+        for w in wins:
+            out.append({p: v[start:start + len(w)] for p, v in self.smms[t].items()})
+            start += len(w)
+        return out
+
+
+FROM_INVERSION = "from inversion"
 
 
 def extract_targets(
@@ -42,6 +65,7 @@ def extract_targets(
     feature_paths: Sequence[str] = FEATURE_PATHS,
     on_step: OnStep = no_progress,
     check_interrupt: CheckInterrupt = never_interrupt,
+    context: ContextOptions | None | str = FROM_INVERSION,
 ) -> Targets:
     """Run the truncated UNet once per guided timestep on the inverted latent (source prompt,
     no CFG) and keep the SMMs of the three activations.
@@ -50,13 +74,23 @@ def extract_targets(
         guidance_window: (min, max) fraction of the schedule that is guided; (0.6, 1.0) guides
             the first 40 % of the steps (t = 981 … 601 for 50 steps).
         num_steps: sampling steps (None: the inversion's num_sampling_steps, 50).
+        context: the temporal context windows; by default the inversion's. Given explicitly it
+            must give the inversion's windows. With several windows the truncated UNet runs once
+            per window and the SMMs are kept per window (see Targets).
     Raises:
-        InversionMismatchError: the inversion comes from another model or lacks a guided latent.
+        InversionMismatchError: the inversion comes from another model, lacks a guided latent or
+            was made with other context windows.
     """
     if not same_model(inversion.model_fingerprint, model.fingerprint):
         raise InversionMismatchError(
             "This inversion was made with a different model; invert the video again with this model."
         )
+    if isinstance(context, str):
+        if context != FROM_INVERSION:
+            raise InputError(f"context must be ContextOptions, None or '{FROM_INVERSION}', got '{context}'.")
+    else:
+        check_same_schedule(inversion.context, context, inversion.num_frames, "inversion")
+    wins = effective_windows(inversion.context, inversion.num_frames)
     num_steps = inversion.num_sampling_steps if num_steps is None else num_steps
     schedule = make_schedule(model.scheduler, num_steps, guidance_window)
     if not schedule.guided:
@@ -76,8 +110,16 @@ def extract_targets(
         for k, t in enumerate(schedule.guided):
             checkpoint(check_interrupt)
             latent = inversion.latents[t].to(model.device).clone()
-            feats = truncated_forward(model, latent, t, text, paths)
-            smms[t] = {p: spatial_marginal_mean(feats[p], inversion.num_frames)[0] for p in paths}
+            if wins is None:
+                feats = truncated_forward(model, latent, t, text, paths)
+                smms[t] = {p: spatial_marginal_mean(feats[p], inversion.num_frames)[0] for p in paths}
+            else:
+                per_window = []
+                for w in wins:
+                    feats = truncated_forward(model, latent[:, :, w.start:w.stop], t, text, paths)
+                    per_window.append({p: spatial_marginal_mean(feats[p], len(w))[0] for p in paths})
+                    del feats
+                smms[t] = {p: torch.cat([pw[p] for pw in per_window]) for p in paths}
             on_step("targets", k + 1, len(schedule.guided), None)
     return Targets(smms=smms, schedule=schedule, feature_paths=paths, num_frames=inversion.num_frames,
-                   model_fingerprint=model.fingerprint)
+                   model_fingerprint=model.fingerprint, context=inversion.context)
