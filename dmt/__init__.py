@@ -9,6 +9,7 @@ Metric: motion_fidelity(original, edited) (the paper's Motion-Fidelity score, of
 
 from .errors import (DMTError, DMTOutOfMemoryError, InputError, Interrupted, InversionMismatchError,
                      ModelLoadError)
+from .transfer.context import ContextOptions
 from .transfer.features import FEATURE_PATHS, capture_features, spatial_marginal_mean, truncated_forward
 from .transfer.inversion import DEFAULT_INVERSION_STEPS, DEFAULT_SAMPLING_STEPS, Inversion, invert_latents, invert_video
 from .models.latents import decode_latents, encode_frames, prepare_frames

@@ -15,6 +15,7 @@ from ..errors import InputError
 from ..models.latents import DEFAULT_HEIGHT, DEFAULT_NUM_FRAMES, DEFAULT_WIDTH
 from ..models.text import AUTHORS_PROMPT_PREFIX, DEFAULT_NEGATIVE_PROMPT
 from ..models.zeroscope import DEFAULT_MODEL
+from ..transfer.context import DEFAULT_CONTEXT_LENGTH, DEFAULT_CONTEXT_OVERLAP, FUSE_MODES, MAX_CONTEXT_LENGTH, ContextOptions
 from ..transfer.inversion import DEFAULT_INVERSION_STEPS, DEFAULT_SAMPLING_STEPS
 from ..transfer.noise_init import DEFAULT_DOWNSAMPLE_FACTOR
 from ..transfer.presets import PRESETS, get_preset
@@ -51,7 +52,7 @@ def add_transfer_command(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
     v = p.add_argument_group("video preparation")
     v.add_argument("--width", type=int, default=DEFAULT_WIDTH, help="model input width (multiple of 8)")
     v.add_argument("--height", type=int, default=DEFAULT_HEIGHT, help="model input height (multiple of 8)")
-    v.add_argument("--num-frames", type=int, default=DEFAULT_NUM_FRAMES, help="frames taken from the input")
+    v.add_argument("--num-frames", type=int, default=DEFAULT_NUM_FRAMES, help="frames taken from the input (0 = all; a video longer than --context-length runs in windows)")
     v.add_argument("--start", type=int, default=0, help="first input frame used")
     v.add_argument("--stride", type=int, default=1, help="take every n-th input frame")
     a = p.add_argument_group("algorithm")
@@ -77,6 +78,19 @@ def add_transfer_command(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
     a.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in the backward pass (less memory, slower)")
     a.add_argument("--low-memory", action="store_true",
                    help="gradient checkpointing + text encoder and VAE on the CPU while idle (same result, slower)")
+    c = p.add_argument_group(
+        "long videos (temporal context windows)",
+        "Every UNet call (inversion, targets, guided steps, denoising) runs on overlapping windows of "
+        "--context-length frames whose results are fused, so memory is bounded by the window, not the video. "
+        "Rule: a video of at most --context-length frames is one window, i.e. exactly the plain one-pass "
+        "transfer; windows are used only when the video is longer. --context-length 0 turns windows off.",
+    )
+    c.add_argument("--context-length", type=int, default=DEFAULT_CONTEXT_LENGTH,
+                   help=f"frames per window, 2-{MAX_CONTEXT_LENGTH} (ZeroScope was trained on 24); 0 = no windows")
+    c.add_argument("--context-overlap", type=int, default=DEFAULT_CONTEXT_OVERLAP,
+                   help="frames shared by neighbouring windows (less than --context-length)")
+    c.add_argument("--context-fuse", choices=FUSE_MODES, default="pyramid",
+                   help="how overlapping windows are blended: pyramid (weights fall off toward a window's edges) or flat")
     p.set_defaults(func=run_transfer)
     return p
 
@@ -87,6 +101,13 @@ def preset_defaults(name: str) -> dict:
     return {"inversion_steps": preset.num_inversion_steps, "steps": preset.num_steps,
             "guidance_window": preset.guidance_window, "optimization_steps": preset.optimization_steps,
             "no_restart": not preset.restart_sampling}
+
+
+def context_from_args(args: argparse.Namespace) -> ContextOptions | None:
+    """The --context-* options (None for --context-length 0). Raises InputError on bad values."""
+    if args.context_length == 0:
+        return None
+    return ContextOptions(length=args.context_length, overlap=args.context_overlap, fuse=args.context_fuse)
 
 
 def run_transfer(args: argparse.Namespace) -> int:
@@ -110,12 +131,13 @@ def run_transfer(args: argparse.Namespace) -> int:
         restart_sampling=not args.no_restart, loss=args.loss, gradient_checkpointing=args.gradient_checkpointing,
     )
     settings.validate()
+    context = context_from_args(args)
     fps = args.fps
     frames = None
     if args.video is not None:
         clip = read_video(args.video)
         fps = fps or clip.fps
-        frames = prepare_frames(clip.frames, args.width, args.height, args.num_frames, args.start, args.stride)
+        frames = prepare_frames(clip.frames, args.width, args.height, args.num_frames or None, args.start, args.stride)
         print(f"input: {clip.frames.shape[0]} frames {clip.frames.shape[2]}x{clip.frames.shape[1]} -> "
               f"{frames.shape[0]} frames {args.width}x{args.height}", file=sys.stderr)
     print(f"loading {args.model} ({dtype}, {device})", file=sys.stderr)
@@ -123,7 +145,7 @@ def run_transfer(args: argparse.Namespace) -> int:
     inversion = None
     if args.load_inversion:
         inversion, _ = load_inversion(args.load_inversion, device=model.device, model_fingerprint=model.fingerprint,
-                                      num_inversion_steps=args.inversion_steps, num_sampling_steps=args.steps)
+                                      num_inversion_steps=args.inversion_steps, num_sampling_steps=args.steps, context=context)
         if frames is not None and frames.shape[0] != inversion.num_frames:
             raise InputError(f"--load-inversion holds {inversion.num_frames} frames, the video gives {frames.shape[0]}.")
     result = pipeline.transfer(
@@ -131,11 +153,13 @@ def run_transfer(args: argparse.Namespace) -> int:
         seed=args.seed, num_steps=args.steps, num_inversion_steps=args.inversion_steps,
         guidance_window=tuple(args.guidance_window), downsample_factor=args.downsample_factor,
         settings=settings, prompt_prefix=args.prompt_prefix, inversion=inversion, low_memory=args.low_memory,
-        on_step=progress_bar({"inversion": "inverting", "targets": "targets", "sampling": "sampling"}),
+        context=context, on_step=progress_bar({"inversion": "inverting", "targets": "targets", "sampling": "sampling"}),
     )
     if args.save_inversion:
         save_inversion(args.save_inversion, result.inversion, result.targets)
         print(f"saved inversion to {args.save_inversion}", file=sys.stderr)
+    if context is not None and len(context.windows(result.frames.shape[0])) > 1:
+        print(f"used {context.describe(result.frames.shape[0])}", file=sys.stderr)
     out = write_video(args.out, result.frames, fps or 8.0)
     if args.frames_dir:
         write_video(Path(args.frames_dir), result.frames)

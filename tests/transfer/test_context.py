@@ -16,11 +16,12 @@ from dmt.transfer.features import spatial_marginal_mean, truncated_forward
 from dmt.transfer.loss import total_loss
 from dmt.transfer.sampler import optimize_latent
 
-from helpers import INV_STEPS, STEPS, assert_same_state, model_state
+from helpers import assert_same_state, model_state
 
 LONG = 40  # frames of the long clip: 3 windows of 16 with overlap 4 (starts 0, 12, 24)
 CTX3 = ContextOptions(length=16, overlap=4)
 FAST = dmt.GuidanceSettings(optimization_steps=2, restart_sampling=False)
+QUICK = 5  # sampling and inversion steps of the long runs (guided: t = 801, 601)
 
 
 def long_clip(num_frames: int = LONG, size: int = 64, seed: int = 0) -> torch.Tensor:
@@ -149,21 +150,25 @@ def test_context_windows_rejects_empty_video():
 
 # --- one window = today's path, bit for bit ------------------------------------------------
 
-@pytest.mark.parametrize("ctx", [ContextOptions(), ContextOptions(length=6, overlap=5, fuse="flat")])
-def test_one_window_is_bit_identical_to_no_context(tiny_model, clip, ctx):
-    assert ctx.windows(clip.shape[0]) == [range(clip.shape[0])]
-    settings = dmt.GuidanceSettings(optimization_steps=2)  # restart sampling on: every stage runs
-    kw = dict(num_steps=STEPS, num_inversion_steps=INV_STEPS, settings=settings, seed=3)
+def test_one_window_is_bit_identical_to_no_context(tiny_model, clip):
+    """Context windows that cover the video (longer, or exactly as long) run today's path: every
+    stage's result is bit-identical to a run without context (restart sampling on: all stages)."""
+    settings = dmt.GuidanceSettings(optimization_steps=1)
+    kw = dict(num_steps=QUICK, num_inversion_steps=QUICK, settings=settings, seed=3)
     plain = pipeline.transfer(tiny_model, clip, "a square", "a fox", **kw)
-    windowed = pipeline.transfer(tiny_model, clip, "a square", "a fox", context=ctx, **kw)
-    assert windowed.inversion.context == ctx and plain.inversion.context is None
-    assert torch.equal(plain.inversion.noisiest, windowed.inversion.noisiest)
-    for t in plain.targets.smms:
-        for p in plain.targets.smms[t]:
-            assert torch.equal(plain.targets.smms[t][p], windowed.targets.smms[t][p])
-    assert plain.sample.losses == windowed.sample.losses
-    assert torch.equal(plain.sample.latents, windowed.sample.latents)
-    assert torch.equal(plain.frames, windowed.frames)
+    assert plain.inversion.context is None
+    for ctx in (ContextOptions(), ContextOptions(length=clip.shape[0], overlap=5, fuse="flat")):
+        assert ctx.windows(clip.shape[0]) == [range(clip.shape[0])]
+        windowed = pipeline.transfer(tiny_model, clip, "a square", "a fox", context=ctx, **kw)
+        assert windowed.inversion.context == ctx
+        assert torch.equal(plain.inversion.noisiest, windowed.inversion.noisiest)
+        assert all(torch.equal(plain.inversion.latents[t], windowed.inversion.latents[t]) for t in plain.inversion.latents)
+        for t in plain.targets.smms:
+            for p in plain.targets.smms[t]:
+                assert torch.equal(plain.targets.smms[t][p], windowed.targets.smms[t][p])
+        assert plain.sample.losses == windowed.sample.losses
+        assert torch.equal(plain.sample.latents, windowed.sample.latents)
+        assert torch.equal(plain.frames, windowed.frames)
 
 
 # --- several windows -----------------------------------------------------------------------
@@ -171,7 +176,7 @@ def test_one_window_is_bit_identical_to_no_context(tiny_model, clip, ctx):
 @pytest.fixture(scope="module")
 def long_inversion(tiny_model):
     frames = long_clip()
-    return dmt.invert_video(tiny_model, frames, "a square", num_inversion_steps=10, num_sampling_steps=STEPS,
+    return dmt.invert_video(tiny_model, frames, "a square", num_inversion_steps=QUICK, num_sampling_steps=QUICK,
                             context=CTX3)
 
 
@@ -179,8 +184,8 @@ def test_three_window_transfer_on_40_frames(tiny_model):
     before = model_state(tiny_model)
     frames = long_clip()
     with unet_frame_counts(tiny_model) as seen:
-        result = pipeline.transfer(tiny_model, frames, "a square", "a fox", num_steps=STEPS, num_inversion_steps=10,
-                                   settings=dmt.GuidanceSettings(optimization_steps=2), context=CTX3)
+        result = pipeline.transfer(tiny_model, frames, "a square", "a fox", num_steps=QUICK, num_inversion_steps=QUICK,
+                                   settings=FAST, context=CTX3)
     assert_same_state(before, model_state(tiny_model))
     assert seen and max(seen) == 16  # no UNet call ever saw more than one window of frames
     assert result.frames.shape == (LONG, 64, 64, 3) and torch.isfinite(result.frames).all()
@@ -188,7 +193,7 @@ def test_three_window_transfer_on_40_frames(tiny_model):
     for t, smms in result.targets.smms.items():
         assert all(v.shape[0] == 3 * 16 for v in smms.values())  # SMMs kept per window
         assert [next(iter(w.values())).shape[0] for w in result.targets.window_smms(t)] == [16, 16, 16]
-    assert len(result.sample.losses) == 4 and all(len(v) == 2 for v in result.sample.losses.values())
+    assert len(result.sample.losses) == 2 and all(len(v) == 2 for v in result.sample.losses.values())
 
 
 def test_windowed_inversion_uses_windows_and_reconstructs(tiny_model, long_inversion):
@@ -198,6 +203,7 @@ def test_windowed_inversion_uses_windows_and_reconstructs(tiny_model, long_inver
         rec = ddim_reconstruct(tiny_model, long_inversion)
     assert set(seen) == {16}
     err = ((rec - long_inversion.x0).norm() / long_inversion.x0.norm()).item()
+    print(f"windowed round-trip relative error ({QUICK} steps): {err:.3f}")
     assert err < 0.5, err
 
 
@@ -257,7 +263,7 @@ def test_save_load_keeps_context_and_refuses_another(tiny_model, long_inversion,
     # the same windows written differently (length >= frames both mean one pass) are accepted
     short = dmt.Inversion(x0=long_inversion.x0[:, :, :10], latents={k: v[:, :, :10] for k, v in
                           long_inversion.latents.items()}, noisiest_t=long_inversion.noisiest_t,
-                          source_prompt="", num_inversion_steps=10, num_sampling_steps=STEPS,
+                          source_prompt="", num_inversion_steps=QUICK, num_sampling_steps=QUICK,
                           scheduler_config=long_inversion.scheduler_config,
                           model_fingerprint=long_inversion.model_fingerprint, context=ContextOptions(24, 8))
     p2 = dmt.save_inversion(tmp_path / "short.safetensors", short)
@@ -275,7 +281,7 @@ def test_targets_and_sampling_with_another_schedule_refused(tiny_model, long_inv
     with pytest.raises(dmt.InversionMismatchError, match="SMM target set was made with context windows"):
         dmt.guided_sample(tiny_model, targets, init, "a fox", settings=FAST, context=ContextOptions(24, 8))
     with pytest.raises(dmt.InversionMismatchError, match="context"):
-        pipeline.transfer(tiny_model, None, "", "a fox", num_steps=STEPS, num_inversion_steps=10,
+        pipeline.transfer(tiny_model, None, "", "a fox", num_steps=QUICK, num_inversion_steps=QUICK,
                           inversion=long_inversion, context=None)
     # a one-pass inversion of the long video cannot feed windowed targets either
     plain = dmt.Inversion(**{**long_inversion.__dict__, "context": None})
