@@ -11,6 +11,9 @@ from .dmt_nodes import NODES
 
 def node_list() -> list[type[io.ComfyNode]]:
     nodes = list(NODES)
+    from .context_nodes import DMTContextOptions
+
+    nodes.append(DMTContextOptions)
     # The motion-fidelity node lives in its own module (written separately); register it when present.
     if importlib.util.find_spec(f"{__name__}.motion_fidelity_node") is not None:
         from .motion_fidelity_node import DMTMotionFidelity

@@ -15,6 +15,7 @@ from ..dmt.transfer.schedule import check_inversion_covers
 from .comfy_glue import (CATEGORY, DEFAULT_FOLDER, DOWNLOAD_ENTRY, DMTInversion, DMTModel, DMTTargets, Progress,
                          check_folder_name, check_interrupt, default_download_folder, find_model_folder, list_model_folders,
                          resolve_device, run_scope)
+from .context_nodes import CONTEXT_TIP, DMTContext
 
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
 PROMPT_TIP = "The authors' prefix 'Amazing quality, masterpiece, ' is added in front automatically."
@@ -126,20 +127,23 @@ class DMTInvertVideo(io.ComfyNode):
                     tooltip=("The sampling steps the inverted latents are kept for; use the same value as "
                              "'Extract SMM Targets' (authors: 50)."),
                 ),
+                DMTContext.Input("context", optional=True, tooltip=CONTEXT_TIP),
             ],
             outputs=[DMTInversion.Output("inversion", display_name="inversion", tooltip="The inverted video (clean and noisy latents, settings).")],
         )
 
     @classmethod
     def execute(cls, model, images, source_prompt: str, inversion_steps: int, width: int, height: int,
-                frame_count: int, start_frame: int, frame_stride: int, sampling_steps: int) -> io.NodeOutput:
+                frame_count: int, start_frame: int, frame_stride: int, sampling_steps: int,
+                context=None) -> io.NodeOutput:
         frames = dmt.prepare_frames(images, width, height, frame_count or None, start_frame, frame_stride)
         # Fail before the long inversion when its steps cannot serve the authors' guidance window.
         check_inversion_covers(model.scheduler, inversion_steps,
                                dmt.make_schedule(model.scheduler, sampling_steps).guided)
         with run_scope():
             inversion = dmt.invert_video(model, frames, source_prompt, inversion_steps, sampling_steps,
-                                         on_step=Progress(inversion_steps), check_interrupt=check_interrupt)
+                                         on_step=Progress(inversion_steps), check_interrupt=check_interrupt,
+                                         context=context)
         return io.NodeOutput(inversion)
 
 
@@ -166,15 +170,18 @@ class DMTExtractTargets(io.ComfyNode):
                                         "steps are skipped, like img2img strength.")),
                 io.Int.Input("sampling_steps", default=dmt.DEFAULT_SAMPLING_STEPS, min=1, max=1000,
                              tooltip="DDIM sampling steps of the sampler (authors: 50). Must match the inversion's sampling steps."),
+                DMTContext.Input("context", optional=True, tooltip=CONTEXT_TIP),
             ],
             outputs=[DMTTargets.Output("targets", display_name="targets", tooltip="Motion targets (SMMs) and the sampling schedule.")],
         )
 
     @classmethod
-    def execute(cls, model, inversion, guidance_min: float, guidance_max: float, sampling_steps: int) -> io.NodeOutput:
+    def execute(cls, model, inversion, guidance_min: float, guidance_max: float, sampling_steps: int,
+                context=None) -> io.NodeOutput:
+        given = {} if context is None else {"context": context}  # unconnected: follow the inversion
         with run_scope():
             targets = dmt.extract_targets(model, inversion, (guidance_min, guidance_max), sampling_steps,
-                                          on_step=Progress(1), check_interrupt=check_interrupt)
+                                          on_step=Progress(1), check_interrupt=check_interrupt, **given)
         return io.NodeOutput(targets)
 
 
@@ -249,6 +256,7 @@ class DMTGuidedSampler(io.ComfyNode):
                 io.Boolean.Input("gradient_checkpointing", default=False, optional=True,
                                  tooltip=("Low-memory guided steps: recompute the UNet's activations in the backward "
                                           "pass instead of keeping them. Same result, less GPU memory, slower.")),
+                DMTContext.Input("context", optional=True, tooltip=CONTEXT_TIP),
             ],
             outputs=[
                 io.Image.Output("images", display_name="images", tooltip="The new video's frames; connect to Create Video / Save Animated WEBP."),
@@ -259,15 +267,16 @@ class DMTGuidedSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, targets, latent, target_prompt: str, negative_prompt: str, cfg: float,
                 optimization_steps: int, lr_start: float, lr_end: float, restart_sampling: bool, loss: str,
-                seed: int, gradient_checkpointing: bool = False) -> io.NodeOutput:
+                seed: int, gradient_checkpointing: bool = False, context=None) -> io.NodeOutput:
         targets = _require_targets(targets)
         settings = dmt.GuidanceSettings(guidance_scale=cfg, optimization_steps=optimization_steps,
                                         lr_range=(lr_start, lr_end), restart_sampling=restart_sampling, loss=loss,
                                         gradient_checkpointing=gradient_checkpointing)
         with run_scope():
+            given = {} if context is None else {"context": context}  # unconnected: follow the targets
             result = dmt.guided_sample(model, targets, latent["samples"], target_prompt, negative_prompt,
                                        settings, seed=seed, on_step=Progress(1, previews=True),
-                                       check_interrupt=check_interrupt)
+                                       check_interrupt=check_interrupt, **given)
             check_interrupt()
             frames = dmt.decode_latents(model, result.latents)
         return io.NodeOutput(_cpu(frames), {"samples": _cpu(result.latents)})

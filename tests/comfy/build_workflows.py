@@ -1,6 +1,8 @@
 """Rebuild workflows/*.json in the real ComfyUI frontend (not a test; run by hand).
 
-    DMT_COMFYUI_DIR=.ci-work/ComfyUI python tests/comfy/build_workflows.py
+    DMT_COMFYUI_DIR=.ci-work/ComfyUI python tests/comfy/build_workflows.py [NAME.json ...]
+
+(names: only those workflows; none: all of them)
 
 Starts a server, builds each graph with LiteGraph in headless chromium (createNode, graph.add,
 connect, widget values) and saves `app.graph.serialize()` exactly as the frontend would.
@@ -57,6 +59,13 @@ Knobs: optimization steps (10) and restart sampling trade speed for motion fidel
 Memory: authors' settings need a large GPU (~32 GB); lower frame count or size if you run out."""
 
 NOTE_SWEEP = """Prompt sweep: the video is inverted once and its motion targets are extracted once; both samplers reuse them (ComfyUI caches the shared nodes), so each extra prompt costs only one sampler run. Edit a target prompt or seed and only that sampler re-runs."""
+
+NOTE_LONG = """Long videos: temporal context windows.
+
+Context Options (DMT) splits the video into overlapping windows (24 frames, overlap 8 by default: ZeroScope was trained on 24-frame clips) and runs every ZeroScope call of the transfer (inversion, targets, guided steps, denoising) window by window, blending the overlaps. GPU memory is bounded by the window, not by the video; time grows with the number of windows.
+A video of at most context_length frames is one window: exactly the normal transfer.
+DDIM Invert Video: frame_count 0 takes every frame of the clip. The same Context Options feed Invert, Extract Targets and the Sampler (a different schedule than the inversion's is refused).
+The output keeps the source frame rate: Get Video Components' fps goes into Create Video."""
 
 BUILD_COMMON = r"""
 const B = window.dmtBuild;
@@ -121,6 +130,29 @@ prompts.forEach(([prompt, seed, prefix], k) => {
 });
 """
 
+BUILD_LONG = BUILD_COMMON + r"""
+const note = B.add("Note", 40, 20, 1180, 280);
+note.widgets[0].value = NOTE;
+note.title = "Long videos (context windows)";
+const ctx = B.add("DMTContextOptions", 860, 800, 380, 130);
+B.set(ctx, {context_length: 24, context_overlap: 8, fuse: "pyramid"});
+B.link(ctx, "context", invert, "context");
+B.link(ctx, "context", targets, "context");
+B.set(invert, {frame_count: 0});
+const sampler = B.add("DMTGuidedSampler", 1650, 330, 380, 560);
+B.link(loader, "model", sampler, "model");
+B.link(targets, "targets", sampler, "targets");
+B.link(init, "latent", sampler, "latent");
+B.link(ctx, "context", sampler, "context");
+B.set(sampler, {target_prompt: TARGET, seed: 0, control_after_generate: "fixed"});
+const create = B.add("CreateVideo", 2070, 330, 260, 90);
+B.link(sampler, "images", create, "images");
+B.link(comps, "fps", create, "fps");
+const save = B.add("SaveVideo", 2370, 330, 360, 420);
+B.link(create, "VIDEO", save, "video");
+B.set(save, {filename_prefix: "dmt/long_video"});
+"""
+
 
 def build(fe: Frontend, script: str, note: str) -> dict:
     consts = {
@@ -143,7 +175,10 @@ def main() -> None:
         try:
             with Frontend(server) as fe:
                 for name, script, note in (("dmt_basic.json", BUILD_BASIC, NOTE_BASIC),
-                                           ("dmt_prompt_sweep.json", BUILD_SWEEP, NOTE_SWEEP)):
+                                           ("dmt_prompt_sweep.json", BUILD_SWEEP, NOTE_SWEEP),
+                                           ("dmt_long_video.json", BUILD_LONG, NOTE_LONG)):
+                    if sys.argv[1:] and name not in sys.argv[1:]:
+                        continue
                     wf = build(fe, script, note)
                     out = REPO / "workflows" / name
                     out.parent.mkdir(exist_ok=True)

@@ -1,0 +1,56 @@
+"""The "Context Options (DMT)" node: temporal context windows for long videos. A thin adapter:
+the schedule and every use of it live in dmt.transfer.context."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from .. import dmt
+from ..dmt.transfer.context import (DEFAULT_CONTEXT_LENGTH, DEFAULT_CONTEXT_OVERLAP, FUSE_MODES, MAX_CONTEXT_LENGTH,
+                                    MIN_CONTEXT_LENGTH)
+from .comfy_glue import CATEGORY
+
+# Carries a dmt.ContextOptions (frozen dataclass: hashable, part of ComfyUI's cache key).
+DMTContext = io.Custom("DMT_CONTEXT")
+
+CONTEXT_TIP = (
+    "Optional: temporal context windows from 'Context Options (DMT)' for videos longer than the window. "
+    "Connect the same one to Invert, Extract Targets and the Sampler (or only to Invert: the others then "
+    "follow the inversion). A different schedule than the inversion's is refused."
+)
+
+
+class DMTContextOptions(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DMTContextOptions",
+            display_name="Context Options (DMT)",
+            category=CATEGORY,
+            description=(
+                "Long videos: runs every ZeroScope call of the motion transfer (inversion, targets, guided "
+                "steps, denoising) on overlapping windows of frames and blends them, so GPU memory is bounded "
+                "by the window instead of the video. A video of at most 'context_length' frames is one window: "
+                "exactly the normal transfer. Connect the output to 'DDIM Invert Video (DMT)' (and optionally "
+                "to 'Extract SMM Targets' and the sampler)."
+            ),
+            inputs=[
+                io.Int.Input("context_length", default=DEFAULT_CONTEXT_LENGTH, min=MIN_CONTEXT_LENGTH,
+                             max=MAX_CONTEXT_LENGTH,
+                             tooltip=(f"Frames per window ({MIN_CONTEXT_LENGTH}-{MAX_CONTEXT_LENGTH}). ZeroScope was "
+                                      "trained on 24-frame clips: 24 is the natural choice. Memory grows with it.")),
+                io.Int.Input("context_overlap", default=DEFAULT_CONTEXT_OVERLAP, min=0, max=MAX_CONTEXT_LENGTH - 1,
+                             tooltip=("Frames shared by neighbouring windows (must be less than context_length). "
+                                      "More overlap = smoother seams, more windows, slower.")),
+                io.Combo.Input("fuse", options=list(FUSE_MODES), default="pyramid",
+                               tooltip=("How overlapping windows are blended: 'pyramid' weights fall off toward a "
+                                        "window's edges (default); 'flat' averages them equally.")),
+            ],
+            outputs=[DMTContext.Output("context", display_name="context",
+                                       tooltip="The context-window settings; plug into Invert, Targets and Sampler.")],
+        )
+
+    @classmethod
+    def execute(cls, context_length: int, context_overlap: int, fuse: str) -> io.NodeOutput:
+        return io.NodeOutput(dmt.ContextOptions(length=context_length, overlap=context_overlap, fuse=fuse))
+
