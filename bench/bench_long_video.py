@@ -186,6 +186,9 @@ def seams(args) -> dict:
         # the same in latent space (B, 4, F, h, w) -> (F, h, w, 4), where the windows are fused
         "latent_seam_ratio_windows": seam_ratio(long.sample.latents[0].permute(1, 2, 3, 0).cpu(), pairs),
         "latent_seam_ratio_one_pass": seam_ratio(whole.sample.latents[0].permute(1, 2, 3, 0).cpu(), pairs),
+        "latent_max_abs_diff_windows_vs_one_pass": float((long.sample.latents - whole.sample.latents).abs().max()),
+        "latent_rel_diff_windows_vs_one_pass": float((long.sample.latents - whole.sample.latents).norm()
+                                                     / whole.sample.latents.norm()),
         "motion_fidelity_windows": mf_long, "motion_fidelity_one_pass": mf_whole,
         "motion_fidelity_input_vs_itself": mf(prepared),
         "seconds_windows": t_long, "seconds_one_pass": t_whole,
@@ -246,6 +249,8 @@ def main() -> int:
               f"{s['seam_ratio_one_pass']:.3f}, input clip {s['seam_ratio_input']:.3f}")
         print(f"  same in latent space: windows {s['latent_seam_ratio_windows']:.3f}, one pass "
               f"{s['latent_seam_ratio_one_pass']:.3f}")
+        print(f"  final latents, windows vs one pass: max |diff| {s['latent_max_abs_diff_windows_vs_one_pass']:.4g}, "
+              f"relative L2 {s['latent_rel_diff_windows_vs_one_pass']:.4g}")
         print(f"  Motion-Fidelity (combined, LK grid {args.grid}) vs input: windows {s['motion_fidelity_windows']}, "
               f"one pass {s['motion_fidelity_one_pass']}, input vs itself {s['motion_fidelity_input_vs_itself']}")
         print(f"  time: windows {s['seconds_windows']:.1f} s, one pass {s['seconds_one_pass']:.1f} s")
