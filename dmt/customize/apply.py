@@ -78,7 +78,7 @@ def combined_deltas(unet: torch.nn.Module, motions: list[tuple[Motion, float]]) 
             continue
         for name in motion.parameter_names():
             p = params[name]
-            d = motion.delta(name).to(p.device, torch.float32).mul_(strength)
+            d = motion.delta(name).to(p.device, torch.float32) * strength  # never in place: delta may alias the file's tensor
             total[name] = total[name].add_(d) if name in total else d
     return total
 

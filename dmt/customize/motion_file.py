@@ -67,9 +67,9 @@ class Motion:
         return list(self.param_shapes)
 
     def delta(self, name: str) -> torch.Tensor:
-        """ΔW of UNet parameter `name`, float32, at strength 1."""
+        """ΔW of UNet parameter `name`, float32, at strength 1 (a new tensor)."""
         if self.mode == "full":
-            return self.tensors[name].float()
+            return self.tensors[name].float().clone()
         module = name[: -len(".weight")]
         a = self.tensors[module + ".lora_A"].float()
         b = self.tensors[module + ".lora_B"].float()

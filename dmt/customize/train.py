@@ -302,6 +302,8 @@ def train_motion(
                 )
             if st["step"] > settings.steps:
                 raise InputError(f"The checkpoint is already at step {st['step']}, past the requested {settings.steps} steps.")
+            if list(st["params"]) != list(ts.params):
+                raise InputError(f"Cannot resume from '{state_path}': its trained tensors are not this run's.")
             ts.load_state_tensors(st["params"])
             opt.load_state_dict(st["optimizer_state"])
             gen.set_state(st["rng"])

@@ -141,6 +141,7 @@ def _requires_grad_restored(module: torch.nn.Module) -> Iterator[None]:
 def _full(unet: torch.nn.Module) -> Iterator[TrainableSet]:
     names = trainable_parameter_names(unet)
     registered: list[tuple[torch.nn.Module, str]] = []
+    orders: dict[int, tuple[torch.nn.Module, list[str]]] = {}
     params: dict[str, torch.nn.Parameter] = {}
     shapes: dict[str, list[int]] = {}
     try:
@@ -151,6 +152,7 @@ def _full(unet: torch.nn.Module) -> Iterator[TrainableSet]:
                 mod_name, attr = name.rsplit(".", 1)
                 module = unet.get_submodule(mod_name)
                 base = getattr(module, attr)
+                orders.setdefault(id(module), (module, list(module._parameters)))
                 shapes[name] = list(base.shape)
                 add = _AddDelta(base)
                 parametrize.register_parametrization(module, attr, add, unsafe=True)
@@ -160,6 +162,9 @@ def _full(unet: torch.nn.Module) -> Iterator[TrainableSet]:
     finally:
         for module, attr in reversed(registered):
             parametrize.remove_parametrizations(module, attr, leave_parametrized=False)
+        for module, order in orders.values():  # re-registration appends: restore the original order
+            for k in order:
+                module._parameters[k] = module._parameters.pop(k)
 
 
 @contextlib.contextmanager
