@@ -28,7 +28,10 @@ def test_round_trip(tmp_path, motions, tiny_model, mode):
     back = load_motion(path)
     assert back.mode == mode and back.token == "sks" and back.rank == m.rank
     assert back.tensors.keys() == m.tensors.keys()
-    assert all(torch.equal(back.tensors[k], m.tensors[k]) for k in m.tensors)
+    assert all(back.tensors[k].dtype == torch.float16 and torch.equal(back.tensors[k], m.tensors[k].half())
+               for k in m.tensors)
+    exact = load_motion(save_motion(tmp_path / "m32.safetensors", m, dtype="float32"))
+    assert all(torch.equal(exact.tensors[k], m.tensors[k]) for k in m.tensors)
     for key in ("steps", "lr", "timesteps", "num_frames", "height", "width", "trained_layers",
                 "base_model_fingerprint", "dmt_version"):
         assert key in back.info, key
