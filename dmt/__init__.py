@@ -4,6 +4,8 @@ CVPR 2024) on ZeroScope, as a plain PyTorch library. It never imports ComfyUI.
 Stages (each callable alone, each returning data):
     load_zeroscope → prepare_frames → invert_video → extract_targets → low_frequency_init
     → guided_sample → decode_latents;  or `transfer` for all of them.
+Motion customization (dmt.customize): load_examples → encode_examples → train_motion → save_motion /
+    load_motion → apply_motions → generate_video.
 Metric: motion_fidelity(original, edited) (the paper's Motion-Fidelity score, offline tracker).
 """
 
@@ -28,6 +30,10 @@ from .transfer.targets import Targets, extract_targets
 from .metrics.tracking import Tracks, track_points
 from .models.text import AUTHORS_PROMPT_PREFIX, DEFAULT_NEGATIVE_PROMPT, encode_prompt
 from .io.video import VideoClip, VideoReadError, read_video, write_video
+from .customize import (GenerateSettings, Motion, MotionExample, MotionFileError, TrainResult, TrainSettings,
+                        apply_motions, encode_examples, example_from_frames, generate_regularization,
+                        generate_video, load_examples, load_motion, load_regularization, save_motion,
+                        touched_parameters, train_motion)
 
 __version__ = "0.2.0"
 __all__ = [n for n in dir() if not n.startswith("_")]

@@ -1,7 +1,7 @@
 """Command line: `python -m dmt SUBCOMMAND ...` (also installed as the `dmt-motion` console script).
 
-Sub-commands: transfer (motion transfer), score (Motion-Fidelity score), demo (offline install
-check). `python -m dmt SUBCOMMAND --help` lists every option and its default.
+Sub-commands: transfer (motion transfer), customize (teach a motion from example clips), generate
+(text-to-video with motions), score (Motion-Fidelity score), demo (offline install check). `python -m dmt SUBCOMMAND --help` lists every option and its default.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ import argparse
 import sys
 
 from ..errors import DMTError
+from .customize import add_customize_command
 from .demo import add_demo_command
+from .generate import add_generate_command
 from .score import add_score_command
 from .transfer import add_transfer_command, preset_defaults
 
@@ -19,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dmt", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     parser.transfer_parser = add_transfer_command(sub)  # type: ignore[attr-defined]
+    add_customize_command(sub)
+    add_generate_command(sub)
     add_demo_command(sub)
     add_score_command(sub)
     return parser

@@ -1,0 +1,130 @@
+"""Text-to-video sampling with ZeroScope's own scheduler (DDIM, eta 0) and classifier-free
+guidance, optionally with customized motions applied for the duration of the call.
+
+Defaults: 40 DDIM steps (leading spacing of the model's scheduler config: 976, 951, ..., 1),
+guidance 9, 16 frames of 256x256, seed 0, the pack's negative prompt. The initial noise is drawn
+on the CPU from `seed`, so a seed gives the same video on every device (up to kernel numerics).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import InputError, explain_out_of_memory
+from ..io.progress import CheckInterrupt, OnStep, checkpoint, never_interrupt, no_progress
+from ..models.grad_modes import evaluation
+from ..models.latents import check_size, decode_latents
+from ..models.text import DEFAULT_NEGATIVE_PROMPT, encode_prompt
+from ..models.zeroscope import ZeroScope
+from ..transfer.schedule import previous_timestep, scheduler_timesteps
+from ..transfer.sampler import denoise_step
+from .apply import apply_motions
+
+DEFAULT_FRAMES, DEFAULT_HEIGHT, DEFAULT_WIDTH = 16, 256, 256
+DEFAULT_STEPS, DEFAULT_GUIDANCE = 40, 9.0
+
+
+@dataclass(frozen=True)
+class GenerateSettings:
+    """Sampling settings. num_frames ≥ 2; height/width positive multiples of 8; steps in 1..1000;
+    guidance_scale ≥ 0 (1 = no guidance); seed: initial noise."""
+
+    num_frames: int = DEFAULT_FRAMES
+    height: int = DEFAULT_HEIGHT
+    width: int = DEFAULT_WIDTH
+    steps: int = DEFAULT_STEPS
+    guidance_scale: float = DEFAULT_GUIDANCE
+    seed: int = 0
+
+    def validate(self) -> None:
+        check_size(self.width, self.height)
+        if self.num_frames < 2:
+            raise InputError(f"Frame count must be at least 2, got {self.num_frames}.")
+        if not (1 <= self.steps <= 1000):
+            raise InputError(f"Sampling steps must be in 1..1000, got {self.steps}.")
+        if not (self.guidance_scale >= 0):  # also catches NaN
+            raise InputError(f"Guidance scale must be >= 0, got {self.guidance_scale}.")
+
+
+@dataclass
+class GenerateResult:
+    """frames: (F, H, W, 3) float32 in [0, 1] (None when not decoded). latents: (1, 4, F, H/8, W/8)."""
+
+    frames: torch.Tensor | None
+    latents: torch.Tensor
+
+
+def initial_noise(settings: GenerateSettings, channels: int = 4) -> torch.Tensor:
+    """(1, channels, F, H/8, W/8) standard normal noise from settings.seed (CPU, float32)."""
+    g = torch.Generator().manual_seed(int(settings.seed))
+    shape = (1, channels, settings.num_frames, settings.height // 8, settings.width // 8)
+    return torch.randn(shape, generator=g, dtype=torch.float32)
+
+
+def sample_latents(
+    model: ZeroScope,
+    text: torch.Tensor,
+    negative_text: torch.Tensor,
+    settings: GenerateSettings = GenerateSettings(),
+    on_step: OnStep = no_progress,
+    check_interrupt: CheckInterrupt = never_interrupt,
+    stage: str = "generate",
+) -> torch.Tensor:
+    """DDIM + CFG sampling from precomputed prompt embeddings (no text encoder needed).
+
+    Args:
+        text, negative_text: (1, 77, D) embeddings of the prompt and the negative prompt.
+    Returns:
+        (1, 4, F, H/8, W/8) float32 latents (scaled, as decode_latents expects).
+    on_step(stage, i, steps, latent) after every step; check_interrupt before every step.
+    """
+    settings.validate()
+    device = model.device
+    x = initial_noise(settings, model.unet.config.in_channels).to(device)
+    x = x * float(getattr(model.scheduler, "init_noise_sigma", 1.0))
+    timesteps = scheduler_timesteps(model.scheduler, settings.steps)
+    text_cfg = torch.cat([text.to(device), negative_text.to(device)])
+    with evaluation(), explain_out_of_memory("text-to-video sampling"):
+        for i, t in enumerate(timesteps):
+            checkpoint(check_interrupt)
+            t_prev = previous_timestep(model.scheduler, t, settings.steps)
+            x = denoise_step(model, x, t, t_prev, text_cfg, settings.guidance_scale)
+            on_step(stage, i + 1, len(timesteps), x)
+    return x
+
+
+def generate_video(
+    model: ZeroScope,
+    prompt: str,
+    *,
+    motions=None,
+    negative_prompt: str = DEFAULT_NEGATIVE_PROMPT,
+    settings: GenerateSettings = GenerateSettings(),
+    decode: bool = True,
+    vae_slice_size: int = 1,
+    on_step: OnStep = no_progress,
+    check_interrupt: CheckInterrupt = never_interrupt,
+) -> GenerateResult:
+    """Text-to-video with ZeroScope, optionally with customized motions.
+
+    Args:
+        prompt: what to show; name a motion by its token (e.g. "a bear doing the sks dance").
+        motions: a Motion, or a list of Motions / (Motion, strength) pairs (strength in [0, 2]),
+            applied only during this call (the shared model is restored bit-exactly after).
+        negative_prompt: the unconditional prompt of CFG.
+        settings: frames, size, steps (40), guidance (9), seed.
+        decode: also VAE-decode the frames (False: latents only).
+    Returns:
+        GenerateResult with frames (F, H, W, 3) in [0, 1] and latents (1, 4, F, h, w).
+    """
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InputError("The prompt is empty: describe the video to make.")
+    settings.validate()
+    with apply_motions(model, motions):
+        text = encode_prompt(model, prompt)
+        negative = encode_prompt(model, negative_prompt or "")
+        latents = sample_latents(model, text, negative, settings, on_step, check_interrupt)
+    frames = decode_latents(model, latents, slice_size=vae_slice_size) if decode else None
+    return GenerateResult(frames=frames, latents=latents)
