@@ -21,11 +21,12 @@ from comfy_helpers import (REPO, Frontend, chromium_path, error_of, find, output
 NODES = ["DMTMotionExamples", "DMTTrainMotion", "DMTSaveMotion", "DMTLoadMotion", "DMTApplyMotion", "DMTTextToVideo"]
 MOTION_FILE = "dmt_motion.safetensors"   # what the customize workflow saves and the text-to-video one loads
 FRAMES, SIZE = 6, 64
-# Small settings: 6 frames of 64x64, rank 4, 3 steps, a 2-step validation clip. The learning rate is
-# high so that three steps change the tiny model's output visibly.
+# Small settings: 6 frames of 64x64, rank 4, 2 steps, a 2-step validation clip. The learning rate is
+# high so that two steps change the tiny model's output visibly. (On 2 busy CPU cores, setting up the
+# LoRA adapters costs about 5 s and a step about 1.5 s, so every test that trains costs ~10 s.)
 SMALL = {
     "DMTMotionExamples": {"frame_count": FRAMES, "width": SIZE, "height": SIZE},
-    "DMTTrainMotion": {"rank": 4, "steps": 3, "learning_rate": 0.05, "validation_steps": 2},
+    "DMTTrainMotion": {"rank": 4, "steps": 2, "learning_rate": 0.05, "validation_steps": 2},
     "DMTTextToVideo": {"frame_count": FRAMES, "width": SIZE, "height": SIZE, "steps": 3},
 }
 
@@ -78,7 +79,14 @@ def t2v_prompt(object_info: dict, motion_name: str | None = MOTION_FILE, strengt
 def trained(server, object_info):
     """Run the customize workflow (small) once: it saves models/dmt_motions/dmt_motion.safetensors."""
     prompt = small_prompt("dmt_customize_motion.json", object_info)
-    entry = server.run(prompt)
+    # Also generate with the motion straight from training (the Save/Load round-trip test compares).
+    (train,) = find(prompt, "DMTTrainMotion")
+    (loader,) = find(prompt, "DMTLoadZeroScope")
+    prompt["apply"] = {"class_type": "DMTApplyMotion", "inputs": {"model": [loader, 0], "motion": [train, 0], "strength": 1.0}}
+    t2v = t2v_prompt(object_info)
+    prompt["gen"] = copy.deepcopy(t2v[find(t2v, "DMTTextToVideo")[0]])
+    prompt["gen"]["inputs"]["model"] = ["apply", 0]
+    entry = server.run(webp_of(prompt, ["gen", 0], "trained"))
     assert_success(entry)
     return prompt, entry
 
@@ -125,7 +133,7 @@ def test_customize_workflow_trains_and_saves(server, object_info, trained):
     from dmt.customize import read_motion_header
 
     header = read_motion_header(path)
-    assert header["mode"] == "lora" and header["token"] == "sks" and header["rank"] == 4 and header["steps"] == 3
+    assert header["mode"] == "lora" and header["token"] == "sks" and header["rank"] == 4 and header["steps"] == 2
     assert sorted(header["captions"]) == sorted(prompt[n]["inputs"]["caption"] for n in find(prompt, "DMTMotionExamples"))
     (curve_node,) = find(prompt, "PreviewImage")
     assert len(entry["outputs"][curve_node]["images"]) == 1, "one loss-curve image"
@@ -174,23 +182,23 @@ def test_two_motions_chain(server, object_info, trained):
     assert_success(server.run(prompt))
 
 
-def test_saved_motion_equals_the_trained_one(server, object_info):
-    """Train → Save + Apply → generate, then Load the saved file → Apply → generate: same frames."""
-    prompt = small_prompt("dmt_customize_motion.json", object_info)
-    (train,) = find(prompt, "DMTTrainMotion")
-    (save,) = find(prompt, "DMTSaveMotion")
-    (loader,) = find(prompt, "DMTLoadZeroScope")
-    prompt[save]["inputs"]["name"] = "roundtrip/motion_a"
-    prompt["apply"] = {"class_type": "DMTApplyMotion", "inputs": {"model": [loader, 0], "motion": [train, 0], "strength": 1.0}}
-    t2v = t2v_prompt(object_info)
-    prompt["gen"] = copy.deepcopy(t2v[find(t2v, "DMTTextToVideo")[0]])
-    prompt["gen"]["inputs"]["model"] = ["apply", 0]
-    first = server.run(webp_of(prompt, ["gen", 0], "roundtrip_a"))
-    assert_success(first)
-    assert (server.base / "models" / "dmt_motions" / "roundtrip" / "motion_a.safetensors").is_file()
-    second = server.run(t2v_prompt(object_info, "roundtrip/motion_a.safetensors", prefix="roundtrip_b"))
+def test_saved_motion_equals_the_trained_one(server, object_info, trained):
+    """Generating with the motion straight from Train Motion and with the file Save Motion wrote,
+    loaded again by Load Motion, gives the same frames."""
+    _, first = trained
+    second = server.run(t2v_prompt(object_info, MOTION_FILE, prefix="loaded"))
     assert_success(second)
-    np.testing.assert_array_equal(frames_of(server, first, "roundtrip_a"), frames_of(server, second, "roundtrip_b"))
+    np.testing.assert_array_equal(frames_of(server, first, "trained"), frames_of(server, second, "loaded"))
+
+
+def test_save_into_subfolder(server, object_info, trained):
+    prompt = {"load": {"class_type": "DMTLoadMotion", "inputs": {"motion_name": MOTION_FILE}},
+              "save": {"class_type": "DMTSaveMotion", "inputs": {"motion": ["load", 0], "name": "sub/motion_b"}}}
+    assert_success(server.run(prompt))
+    a = server.base / "models" / "dmt_motions" / MOTION_FILE
+    b = server.base / "models" / "dmt_motions" / "sub" / "motion_b.safetensors"
+    assert b.is_file() and b.read_bytes() == a.read_bytes()
+    assert not [p for p in b.parent.iterdir() if p.name.startswith(".")], "a temporary file was left behind"
 
 
 # --- cancel ----------------------------------------------------------------------------------
@@ -207,10 +215,12 @@ def test_cancel_during_training_leaves_the_cached_model_unchanged(server, cachin
     (train,) = find(long_run, "DMTTrainMotion")
     long_run[train]["inputs"]["steps"] = 100000
     pid = srv.queue(long_run)
-    time.sleep(4)  # the model is cached: encoding is done and training runs by now
+    time.sleep(8)  # the model is cached; the adapters are set up (~5 s) and training steps run by now
     assert srv.get("/queue")["queue_running"], "the long run ended before it could be cancelled"
+    t0 = time.time()
     srv.post("/interrupt")
     entry = srv.wait(pid, timeout=60)
+    print(f"training stopped {time.time() - t0:.2f} s after Cancel")  # not asserted: no timed asserts
     msgs = status_messages(entry)
     assert "execution_interrupted" in msgs, entry["status"]
     assert msgs["execution_interrupted"]["node_type"] == "DMTTrainMotion", msgs["execution_interrupted"]
@@ -257,17 +267,14 @@ def test_strength_out_of_range_is_refused(server, object_info, trained):
 
 
 @pytest.mark.parametrize("bad", ["../../evil", "/tmp/evil", "a/../../evil", "C:\\evil"])
-def test_save_name_outside_the_folder_is_refused(server, object_info, bad):
-    prompt = small_prompt("dmt_customize_motion.json", object_info)
-    (save,) = find(prompt, "DMTSaveMotion")
-    (train,) = find(prompt, "DMTTrainMotion")
-    prompt[train]["inputs"]["steps"] = 1
-    prompt[train]["inputs"]["validation_steps"] = 0
-    prompt[save]["inputs"]["name"] = bad
+def test_save_name_outside_the_folder_is_refused(server, object_info, trained, bad):
+    prompt = {"load": {"class_type": "DMTLoadMotion", "inputs": {"motion_name": MOTION_FILE}},
+              "save": {"class_type": "DMTSaveMotion", "inputs": {"motion": ["load", 0], "name": bad}}}
     err = error_of(server.run(prompt))
-    assert err["exception_type"].endswith("InputError"), err
+    assert err["node_type"] == "DMTSaveMotion" and err["exception_type"].endswith("InputError"), err
     assert "refused" in err["exception_message"] or "outside" in err["exception_message"], err
-    assert not list(server.base.rglob("evil*")), "a file was written outside models/dmt_motions"
+    assert not list(server.base.rglob("evil*")) and not os.path.exists("/tmp/evil.safetensors"), \
+        "a file was written outside models/dmt_motions"
 
 
 def test_load_name_outside_the_folder_is_refused(server, object_info, trained):
