@@ -290,3 +290,23 @@ def test_load_name_outside_the_folder_is_refused(server, object_info, trained):
 
 def test_server_runs_after_errors(server, object_info, trained):
     assert_success(server.run(t2v_prompt(object_info, prefix="last")))
+
+
+# --- the motion-transfer nodes honour Apply Motion ----------------------------------------------
+
+def test_transfer_sampler_honours_apply_motion(server, object_info, trained):
+    """One transfer graph, two samplers sharing the inversion and targets: one with the plain
+    model, one through Apply Motion. The motion changes the result; both runs succeed."""
+    prompt = shrink(ui_to_api(workflow("dmt_basic.json"), object_info))
+    (loader,) = find(prompt, "DMTLoadZeroScope")
+    (sampler,) = find(prompt, "DMTGuidedSampler")
+    prompt[sampler]["inputs"].update(optimization_steps=1, restart_sampling=False)  # keep it quick
+    prompt["load_motion"] = {"class_type": "DMTLoadMotion", "inputs": {"motion_name": MOTION_FILE}}
+    prompt["apply"] = {"class_type": "DMTApplyMotion",
+                       "inputs": {"model": [loader, 0], "motion": ["load_motion", 0], "strength": 2.0}}
+    prompt["sampler2"] = copy.deepcopy(prompt[sampler])
+    prompt["sampler2"]["inputs"]["model"] = ["apply", 0]
+    webp_of(webp_of(prompt, [sampler, 0], "transfer_plain"), ["sampler2", 0], "transfer_motion")
+    entry = server.run(prompt)
+    assert_success(entry)
+    assert not np.array_equal(frames_of(server, entry, "transfer_plain"), frames_of(server, entry, "transfer_motion"))
