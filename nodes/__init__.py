@@ -19,6 +19,9 @@ def node_list() -> list[type[io.ComfyNode]]:
         from .motion_fidelity_node import DMTMotionFidelity
 
         nodes.append(DMTMotionFidelity)
+    from .customize_nodes import NODES as CUSTOMIZE_NODES  # motion customization (issue 14)
+
+    nodes.extend(CUSTOMIZE_NODES)
     return nodes
 
 

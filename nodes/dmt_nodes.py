@@ -16,6 +16,7 @@ from .comfy_glue import (CATEGORY, DEFAULT_FOLDER, DOWNLOAD_ENTRY, DMTInversion,
                          check_folder_name, check_interrupt, default_download_folder, find_model_folder, list_model_folders,
                          resolve_device, run_scope)
 from .context_nodes import CONTEXT_TIP, DMTContext
+from .motion_patch import applied_motions
 
 SEED_MAX = 0xFFFFFFFFFFFFFFFF
 PROMPT_TIP = "The authors' prefix 'Amazing quality, masterpiece, ' is added in front automatically."
@@ -140,7 +141,7 @@ class DMTInvertVideo(io.ComfyNode):
         # Fail before the long inversion when its steps cannot serve the authors' guidance window.
         check_inversion_covers(model.scheduler, inversion_steps,
                                dmt.make_schedule(model.scheduler, sampling_steps).guided)
-        with run_scope():
+        with run_scope(), applied_motions(model):
             inversion = dmt.invert_video(model, frames, source_prompt, inversion_steps, sampling_steps,
                                          on_step=Progress(inversion_steps), check_interrupt=check_interrupt,
                                          context=context)
@@ -179,7 +180,7 @@ class DMTExtractTargets(io.ComfyNode):
     def execute(cls, model, inversion, guidance_min: float, guidance_max: float, sampling_steps: int,
                 context=None) -> io.NodeOutput:
         given = {} if context is None else {"context": context}  # unconnected: follow the inversion
-        with run_scope():
+        with run_scope(), applied_motions(model):
             targets = dmt.extract_targets(model, inversion, (guidance_min, guidance_max), sampling_steps,
                                           on_step=Progress(1), check_interrupt=check_interrupt, **given)
         return io.NodeOutput(targets)
@@ -272,8 +273,8 @@ class DMTGuidedSampler(io.ComfyNode):
         settings = dmt.GuidanceSettings(guidance_scale=cfg, optimization_steps=optimization_steps,
                                         lr_range=(lr_start, lr_end), restart_sampling=restart_sampling, loss=loss,
                                         gradient_checkpointing=gradient_checkpointing)
-        with run_scope():
-            given = {} if context is None else {"context": context}  # unconnected: follow the targets
+        given = {} if context is None else {"context": context}  # unconnected: follow the targets
+        with run_scope(), applied_motions(model):
             result = dmt.guided_sample(model, targets, latent["samples"], target_prompt, negative_prompt,
                                        settings, seed=seed, on_step=Progress(1, previews=True),
                                        check_interrupt=check_interrupt, **given)

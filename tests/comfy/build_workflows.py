@@ -154,12 +154,98 @@ B.set(save, {filename_prefix: "dmt/long_video"});
 """
 
 
+# --- motion customization (issue 14): examples -> train -> save; load -> apply -> generate -------
+
+NOTE_CUSTOMIZE = """Teach ZeroScope a new motion from a few example clips (motion customization, Materzynska et al. 2023).
+
+1. Load Video: one clip of the motion per Load Video node (upload yours). Each Motion Examples node takes one clip and its caption; the caption must contain the token (default 'sks') that names the motion, e.g. 'a person doing the sks dance'. Chain more Motion Examples nodes (examples input) for more clips; 3-10 clips work best.
+2. Train Motion: LoRA rank 32, 400 steps, lr 5e-4 are the defaults ('full' mode is the paper's direct tuning, lr 1e-5). Optional: connect regularization clips (Motion Examples with an empty token) of related motions.
+3. Save Motion writes models/dmt_motions/<name>.safetensors; use it in the 'dmt_text_to_video' workflow.
+The loss curve and a validation clip (the first caption, with the motion) show how training went. Cancel stops within one step; the loaded model is never changed."""
+
+NOTE_T2V = """Generate a video with a customized motion: Load Motion picks a file from models/dmt_motions (made by the 'dmt_customize_motion' workflow); Apply Motion adds it to the model with a strength (0-2; chain a second Apply Motion to combine two motions). Write the motion's token in the prompt, e.g. 'a bear doing the sks dance on the beach'. The loaded model stays unchanged: the motion is patched in only while Text to Video runs."""
+
+BUILD_CUSTOMIZE = r"""
+const B = window.dmtBuild;
+app.graph.clear();
+const note = B.add("Note", 40, 20, 1180, 260);
+note.widgets[0].value = NOTE;
+note.title = "How to teach a motion";
+const loader = B.add("DMTLoadZeroScope", 400, 330, 420, 130);
+B.set(loader, {model_name: DOWNLOAD, dtype: "float16", device: "auto"});
+let examples = null;
+[[CAPTION, 500], [CAPTION2, 980]].forEach(([caption, y], k) => {
+  const loadVideo = B.add("LoadVideo", 40, y, 320, 420);
+  B.set(loadVideo, {file: INPUT});
+  const comps = B.add("GetVideoComponents", 400, y, 240, 90);
+  B.link(loadVideo, "VIDEO", comps, "video");
+  const ex = B.add("DMTMotionExamples", 680, y, 360, 320);
+  B.link(comps, "images", ex, "images");
+  B.set(ex, {caption: caption});
+  if (examples) B.link(examples, "examples", ex, "examples");
+  examples = ex;
+});
+const train = B.add("DMTTrainMotion", 1080, 330, 400, 520);
+B.link(loader, "model", train, "model");
+B.link(examples, "examples", train, "examples");
+B.set(train, {seed: 0, control_after_generate: "fixed"});
+const save = B.add("DMTSaveMotion", 1520, 330, 320, 110);
+B.link(train, "motion", save, "motion");
+B.set(save, {name: MOTION_NAME});
+const curve = B.add("PreviewImage", 1520, 490, 420, 300);
+B.link(train, "loss curve", curve, "images");
+const create = B.add("CreateVideo", 1520, 840, 260, 90);
+B.link(train, "validation frames", create, "images");
+B.set(create, {fps: 8});
+const saveVideo = B.add("SaveVideo", 1820, 840, 360, 420);
+B.link(create, "VIDEO", saveVideo, "video");
+B.set(saveVideo, {filename_prefix: "dmt/motion_validation"});
+"""
+
+BUILD_T2V = r"""
+const B = window.dmtBuild;
+app.graph.clear();
+const note = B.add("Note", 40, 20, 1180, 160);
+note.widgets[0].value = NOTE;
+note.title = "Text to video with a customized motion";
+const loader = B.add("DMTLoadZeroScope", 40, 230, 420, 130);
+B.set(loader, {model_name: DOWNLOAD, dtype: "float16", device: "auto"});
+const motion = B.add("DMTLoadMotion", 40, 410, 420, 90);
+B.set(motion, {motion_name: MOTION_NAME + ".safetensors"});
+const apply = B.add("DMTApplyMotion", 500, 230, 320, 130);
+B.link(loader, "model", apply, "model");
+B.link(motion, "motion", apply, "motion");
+B.set(apply, {strength: 1.0});
+const t2v = B.add("DMTTextToVideo", 860, 230, 400, 480);
+B.link(apply, "model", t2v, "model");
+B.set(t2v, {prompt: T2V_PROMPT, seed: 0, control_after_generate: "fixed"});
+const create = B.add("CreateVideo", 1300, 230, 260, 90);
+B.link(t2v, "images", create, "images");
+B.set(create, {fps: 8});
+const save = B.add("SaveVideo", 1600, 230, 360, 420);
+B.link(create, "VIDEO", save, "video");
+B.set(save, {filename_prefix: "dmt/text_to_video"});
+"""
+
+CUSTOMIZE_CONSTS = {
+    "CAPTION": "a person doing the sks dance", "CAPTION2": "a woman doing the sks dance in a park",
+    "MOTION_NAME": "dmt_motion", "T2V_PROMPT": "a bear doing the sks dance on the beach",
+}
+
+
+def customize_workflows() -> list[tuple[str, str, str]]:
+    """(file name, build script, note) of the two motion-customization workflows."""
+    return [("dmt_customize_motion.json", BUILD_CUSTOMIZE, NOTE_CUSTOMIZE),
+            ("dmt_text_to_video.json", BUILD_T2V, NOTE_T2V)]
+
+
 def build(fe: Frontend, script: str, note: str) -> dict:
     consts = {
         "INPUT": INPUT_VIDEO, "DOWNLOAD": DOWNLOAD_ENTRY, "NOTE": note,
         "SOURCE": "a car driving on a road",
         "TARGET": "a red sports car driving on a road",
         "TARGET2": "a steam train driving on a road",
+        **CUSTOMIZE_CONSTS,
     }
     decl = "".join(f"const {k} = {json.dumps(v)};\n" for k, v in consts.items())
     fe.page.evaluate("() => {" + JS_LIB + "}")
@@ -176,7 +262,8 @@ def main() -> None:
             with Frontend(server) as fe:
                 for name, script, note in (("dmt_basic.json", BUILD_BASIC, NOTE_BASIC),
                                            ("dmt_prompt_sweep.json", BUILD_SWEEP, NOTE_SWEEP),
-                                           ("dmt_long_video.json", BUILD_LONG, NOTE_LONG)):
+                                           ("dmt_long_video.json", BUILD_LONG, NOTE_LONG),
+                                           *customize_workflows()):
                     if sys.argv[1:] and name not in sys.argv[1:]:
                         continue
                     wf = build(fe, script, note)

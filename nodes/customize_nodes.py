@@ -1,0 +1,384 @@
+"""Motion customization nodes (ComfyUI V3 schema): teach ZeroScope a motion from a few example
+clips, save/load it under models/dmt_motions, apply it to the model, and generate videos.
+Thin adapters: every computation is a dmt.customize call."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+import folder_paths
+import torch
+from comfy_api.latest import io
+
+from .. import dmt
+from ..dmt import customize
+
+from .comfy_glue import CATEGORY, DMTModel, Progress, check_interrupt, run_scope
+from .motion_patch import motions_of, with_motion
+
+log = logging.getLogger("dmt")
+
+SEED_MAX = 0xFFFFFFFFFFFFFFFF
+MOTION_FOLDER = "dmt_motions"
+MOTION_SUFFIX = ".safetensors"
+
+MotionExamplesType = io.Custom("DMT_MOTION_EXAMPLES")
+MotionType = io.Custom("DMT_MOTION")
+
+
+def register_motion_folder() -> None:
+    """models/dmt_motions as ComfyUI model folder "dmt_motions" (extra_model_paths.yaml may add more)."""
+    if MOTION_FOLDER not in folder_paths.folder_names_and_paths:
+        folder_paths.folder_names_and_paths[MOTION_FOLDER] = (
+            [os.path.join(folder_paths.models_dir, MOTION_FOLDER)], {MOTION_SUFFIX})
+
+
+register_motion_folder()
+
+
+@dataclass(frozen=True)
+class MotionExamples:
+    """What DMT_MOTION_EXAMPLES carries: prepared clips (dmt.customize.MotionExample) and the motion
+    token their captions contain (None for regularization clips, which need no token)."""
+
+    items: tuple
+    token: str | None
+
+
+# --- motion files ------------------------------------------------------------------------------
+
+def motion_roots() -> list[str]:
+    return folder_paths.get_folder_paths(MOTION_FOLDER)
+
+
+def check_motion_name(name: str) -> str:
+    """A relative '/'-separated name inside the motions folder; refuses absolute paths, drives and '..'."""
+    if not isinstance(name, str) or not name.strip():
+        raise dmt.InputError("No motion file name was given.")
+    posix, windows = PurePosixPath(name.replace("\\", "/")), PureWindowsPath(name)
+    if posix.is_absolute() or windows.is_absolute() or windows.drive or ".." in posix.parts or ":" in name:
+        raise dmt.InputError(
+            f"Motion name '{name}' is not a file name under ComfyUI's models/{MOTION_FOLDER} folder; "
+            f"absolute paths and '..' are refused."
+        )
+    return "/".join(p for p in posix.parts if p not in ("", "."))
+
+
+def _inside(root: str, rel: str) -> Path:
+    root_abs = os.path.abspath(root)
+    path = os.path.abspath(os.path.join(root_abs, rel))
+    if os.path.commonpath([path, root_abs]) != root_abs:
+        raise dmt.InputError(f"Motion name '{rel}' points outside models/{MOTION_FOLDER}.")
+    return Path(path)
+
+
+def list_motion_files() -> list[str]:
+    return sorted(f for f in folder_paths.get_filename_list(MOTION_FOLDER) if f.endswith(MOTION_SUFFIX))
+
+
+def find_motion_file(name: str) -> Path:
+    rel = check_motion_name(name)
+    for root in motion_roots():
+        path = _inside(root, rel)
+        if path.is_file():
+            return path
+    raise customize.MotionFileError(
+        f"Motion file '{name}' was not found in {motion_roots()}. Save one with 'Save Motion (DMT)' or put a "
+        f"DMT motion .safetensors file there, then refresh."
+    )
+
+
+def save_path(name: str) -> Path:
+    rel = check_motion_name(name)
+    if not rel.endswith(MOTION_SUFFIX):
+        rel += MOTION_SUFFIX
+    return _inside(motion_roots()[0], rel)
+
+
+def _frames(images) -> torch.Tensor:
+    return images.detach().float().cpu()
+
+
+# --- nodes ---------------------------------------------------------------------------------------
+
+class DMTMotionExamples(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DMTMotionExamples",
+            display_name="Motion Examples (DMT)",
+            category=CATEGORY,
+            description=(
+                "One example clip of the motion to teach, with a caption that names the motion by its token "
+                "(e.g. 'a person doing the sks dance'). The clip is cut to the training frame count, "
+                "centre-cropped and resized to the training size. Chain several of these nodes (examples "
+                "input) to collect a few clips; leave the token empty to make regularization clips instead."
+            ),
+            inputs=[
+                io.Image.Input("images", tooltip="The clip as frames (e.g. Load Video → Get Video Components)."),
+                io.String.Input("caption", multiline=True, default="a person doing the sks dance",
+                                tooltip="What the clip shows, with the token naming the motion, e.g. 'a man doing the sks dance in a park'."),
+                io.String.Input("token", default=customize.DEFAULT_TOKEN,
+                                tooltip=("The rare word that names the new motion (default 'sks'); it must appear in the "
+                                         "caption. Empty: a regularization clip (related motion, no token needed).")),
+                io.Int.Input("frame_count", default=16, min=2, max=256,
+                             tooltip="Training frames per clip (default 16); the clip must have at least this many."),
+                io.Int.Input("width", default=256, min=64, max=2048, step=8, tooltip="Training width (multiple of 8; default 256)."),
+                io.Int.Input("height", default=256, min=64, max=2048, step=8, tooltip="Training height (multiple of 8; default 256)."),
+                io.Int.Input("frame_stride", default=1, min=1, max=100, tooltip="Use every n-th frame of the clip."),
+                MotionExamplesType.Input("examples", optional=True,
+                                        tooltip="Clips collected so far (from another Motion Examples node); this clip is added to them."),
+            ],
+            outputs=[MotionExamplesType.Output("collected", display_name="examples",
+                                              tooltip="The collected clips with their captions; connect to 'Train Motion (DMT)'.")],
+        )
+
+    @classmethod
+    def execute(cls, images, caption: str, token: str, frame_count: int, width: int, height: int,
+                frame_stride: int, examples: MotionExamples | None = None) -> io.NodeOutput:
+        tok = customize.examples.check_token(token) if token and token.strip() else None
+        if examples is not None and examples.token != tok:
+            raise dmt.InputError(
+                f"This clip's token {tok!r} differs from the chained examples' token {examples.token!r}: "
+                f"use one token for every clip of a motion (empty only for regularization clips)."
+            )
+        index = len(examples.items) + 1 if examples is not None else 1
+        ex = customize.example_from_frames(_frames(images), caption, tok, frame_count, height, width, frame_stride,
+                                           source=f"clip {index}")
+        if examples is not None and examples.items and tuple(examples.items[0].frames.shape) != tuple(ex.frames.shape):
+            raise dmt.InputError(
+                f"Clip {index} is {tuple(ex.frames.shape)[:3]} (frames, height, width) but the chained clips are "
+                f"{tuple(examples.items[0].frames.shape)[:3]}: use the same frame count and size on every Motion Examples node."
+            )
+        items = (*(examples.items if examples is not None else ()), ex)
+        return io.NodeOutput(MotionExamples(items=items, token=tok))
+
+
+class DMTTrainMotion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DMTTrainMotion",
+            display_name="Train Motion (DMT)",
+            category=CATEGORY,
+            description=(
+                "Teaches ZeroScope the motion of the example clips, bound to their token (motion customization, "
+                "Materzyńska et al. 2023). Only the temporal layers and the key/value projections of the "
+                "cross-attention are tuned (LoRA by default); the loaded model stays unchanged. Outputs the "
+                "motion (save it or apply it), the loss curve and a validation clip made with the motion."
+            ),
+            inputs=[
+                DMTModel.Input("model", tooltip="ZeroScope from 'Load ZeroScope (DMT)' (left exactly as loaded)."),
+                MotionExamplesType.Input("examples", tooltip="Example clips from 'Motion Examples (DMT)' (every caption names the token)."),
+                io.Combo.Input("mode", options=list(customize.MODES), default="lora",
+                               tooltip="'lora' (default: small file, less memory) or 'full' (the paper's: the same weights tuned directly)."),
+                io.Int.Input("rank", default=32, min=1, max=512, tooltip="LoRA rank (default 32; ignored in full mode)."),
+                io.Int.Input("steps", default=400, min=1, max=100000, tooltip="Training steps (default 400)."),
+                io.Float.Input("learning_rate", default=0.0, min=0.0, max=1.0, step=0.00001, round=False,
+                               tooltip="AdamW learning rate; 0 = the default of the mode (5e-4 for lora, 1e-5 for full)."),
+                io.Combo.Input("timesteps", options=list(customize.TIMESTEP_MODES), default="coarse",
+                               tooltip="Timestep sampling: 'coarse' (default) favours the noisy steps where motion forms; 'uniform' samples all equally."),
+                io.Float.Input("reg_weight", default=1.0, min=0.0, max=10.0, step=0.1,
+                               tooltip="Weight λ of the regularization clips' loss (used only when regularization is connected)."),
+                io.Int.Input("seed", default=0, min=0, max=SEED_MAX, control_after_generate=True,
+                             tooltip="Seed of the data order, timesteps, noise and LoRA initialisation."),
+                io.String.Input("validation_prompt", multiline=True, default="",
+                                tooltip="Prompt of the validation clip made with the motion after training (empty = the first example caption)."),
+                io.Int.Input("validation_steps", default=25, min=0, max=1000,
+                             tooltip="Sampling steps of the validation clip (0 = no validation clip; a black frame is output)."),
+                io.Float.Input("validation_guidance", default=9.0, min=0.0, max=50.0, step=0.5,
+                               tooltip="Classifier-free guidance of the validation clip."),
+                io.Boolean.Input("gradient_checkpointing", default=False,
+                                 tooltip="Recompute layer activations in the backward pass: less GPU memory, slower."),
+                MotionExamplesType.Input("regularization", optional=True,
+                                        tooltip=("Optional regularization clips of related motions with their own captions "
+                                                 "(Motion Examples with an empty token): keeps the model from forgetting them.")),
+            ],
+            outputs=[
+                MotionType.Output("motion", display_name="motion", tooltip="The trained motion; connect to 'Save Motion' or 'Apply Motion'."),
+                io.Image.Output("loss_curve", display_name="loss curve", tooltip="The training loss per step (and its moving average)."),
+                io.Image.Output("validation", display_name="validation frames",
+                                tooltip="A clip generated from the validation prompt with the motion applied."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, examples: MotionExamples, mode: str, rank: int, steps: int, learning_rate: float,
+                timesteps: str, reg_weight: float, seed: int, validation_prompt: str, validation_steps: int,
+                validation_guidance: float, gradient_checkpointing: bool,
+                regularization: MotionExamples | None = None) -> io.NodeOutput:
+        if not examples.items:
+            raise dmt.InputError("No example clips: connect 'Motion Examples (DMT)'.")
+        if examples.token is None:
+            raise dmt.InputError("The examples have no motion token: give the token (e.g. 'sks') on 'Motion Examples (DMT)'.")
+        settings = customize.TrainSettings(
+            mode=mode, rank=rank, steps=steps, lr=learning_rate or None, timesteps=timesteps, reg_weight=reg_weight,
+            seed=seed, checkpoint_every=0, validation_every=0, gradient_checkpointing=gradient_checkpointing)
+        settings.validate()
+        frames, height, width = examples.items[0].frames.shape[:3]
+        gen = customize.GenerateSettings(int(frames), int(height), int(width), max(validation_steps, 1),
+                                         validation_guidance, seed)
+        if validation_steps:
+            gen.validate()
+        cache = Path(folder_paths.get_temp_directory()) / "dmt_encode_cache"
+        progress = Progress(steps, previews=True)
+        with run_scope():
+            encoded = customize.encode_examples(model, list(examples.items), cache, on_step=progress,
+                                                check_interrupt=check_interrupt)
+            reg = []
+            if regularization is not None and regularization.items:
+                reg = customize.encode_examples(model, list(regularization.items), cache, on_step=progress,
+                                                check_interrupt=check_interrupt)
+            result = customize.train_motion(model, encoded, examples.token, settings, regularization=reg,
+                                            on_step=progress, check_interrupt=check_interrupt)
+            if validation_steps:
+                prompt = validation_prompt.strip() or encoded[0].caption
+                clip = customize.generate_video(model, prompt, motions=[(result.motion, 1.0)], settings=gen,
+                                                on_step=progress, check_interrupt=check_interrupt).frames
+            else:
+                clip = torch.zeros(1, int(height), int(width), 3)
+        curve = torch.from_numpy(result.loss_curve).float().div(255).unsqueeze(0)
+        return io.NodeOutput(result.motion, curve, clip.detach().float().cpu())
+
+
+class DMTSaveMotion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DMTSaveMotion",
+            display_name="Save Motion (DMT)",
+            category=CATEGORY,
+            description=(
+                f"Saves a trained motion to ComfyUI/models/{MOTION_FOLDER}/<name>.safetensors (only the trained "
+                "tensors plus metadata: token, mode, training settings, base model). The file is written under a "
+                "temporary name and renamed, so a failed or cancelled save never leaves a broken file."
+            ),
+            is_output_node=True,
+            inputs=[
+                MotionType.Input("motion", tooltip="From 'Train Motion (DMT)'."),
+                io.String.Input("name", default="dmt_motion",
+                                tooltip=(f"File name inside models/{MOTION_FOLDER} ('.safetensors' is added; sub-folders with '/'). "
+                                         "An existing file of that name is replaced.")),
+            ],
+            outputs=[],
+        )
+
+    @classmethod
+    def execute(cls, motion, name: str) -> io.NodeOutput:
+        path = save_path(name)
+        customize.save_motion(path, motion)
+        rel = os.path.relpath(path, motion_roots()[0]).replace(os.sep, "/")
+        log.info("DMT: saved motion to %s", path)
+        return io.NodeOutput(ui={"text": [f"saved models/{MOTION_FOLDER}/{rel}"], "motions": [{"filename": rel}]})
+
+
+class DMTLoadMotion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        files = list_motion_files()
+        return io.Schema(
+            node_id="DMTLoadMotion",
+            display_name="Load Motion (DMT)",
+            category=CATEGORY,
+            description=(
+                f"Loads a motion saved by 'Save Motion (DMT)' from ComfyUI/models/{MOTION_FOLDER}. Files that are "
+                "not DMT motions, truncated or damaged are refused with a message. Press 'R' (refresh) after saving a new one."
+            ),
+            inputs=[
+                io.Combo.Input("motion_name", options=files, default=files[0] if files else None,
+                               tooltip=f"A DMT motion file (.safetensors) in models/{MOTION_FOLDER}."),
+            ],
+            outputs=[MotionType.Output("motion", display_name="motion", tooltip="The loaded motion; connect to 'Apply Motion (DMT)'.")],
+        )
+
+    @classmethod
+    def fingerprint_inputs(cls, motion_name: str):
+        try:
+            path = find_motion_file(motion_name)
+            return f"{motion_name}:{path.stat().st_mtime_ns}"
+        except dmt.DMTError:
+            return f"{motion_name}:missing"
+
+    @classmethod
+    def execute(cls, motion_name: str) -> io.NodeOutput:
+        return io.NodeOutput(customize.load_motion(find_motion_file(motion_name)))
+
+
+class DMTApplyMotion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DMTApplyMotion",
+            display_name="Apply Motion (DMT)",
+            category=CATEGORY,
+            description=(
+                "Adds a motion to the model for the nodes that use it (Text to Video; the motion transfer nodes "
+                "too). The loaded model itself stays unchanged: the motion is patched in only while those nodes "
+                "run, and restored exactly afterwards. Chain two Apply Motion nodes to combine two motions, "
+                "each with its own strength. Name the motion by its token in the prompt."
+            ),
+            inputs=[
+                DMTModel.Input("model", tooltip="ZeroScope from 'Load ZeroScope (DMT)' or another Apply Motion node."),
+                MotionType.Input("motion", tooltip="From 'Load Motion (DMT)' or 'Train Motion (DMT)'."),
+                io.Float.Input("strength", default=1.0, min=0.0, max=customize.MAX_STRENGTH, step=0.05,
+                               tooltip="1 = as trained, 0 = off, up to 2 = exaggerated."),
+            ],
+            outputs=[DMTModel.Output("patched_model", display_name="model", tooltip="The model with the motion to apply.")],
+        )
+
+    @classmethod
+    def execute(cls, model, motion, strength: float) -> io.NodeOutput:
+        if motion.base_fingerprint and not motion.same_base(model.fingerprint):
+            log.warning("DMT: motion '%s' was trained on another base model (%s); applying it anyway.",
+                        motion.token, motion.info.get("base_model_name"))
+        return io.NodeOutput(with_motion(model, motion, strength))
+
+
+class DMTTextToVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="DMTTextToVideo",
+            display_name="Text to Video (DMT)",
+            category=CATEGORY,
+            description=(
+                "Generates a video from a prompt with ZeroScope (DDIM, classifier-free guidance), with the motions "
+                "of 'Apply Motion (DMT)' applied: write their token in the prompt, e.g. 'a bear doing the sks dance "
+                "on the beach'. Outputs frames for the core video nodes (Create Video, Save Video)."
+            ),
+            inputs=[
+                DMTModel.Input("model", tooltip="ZeroScope, usually through 'Apply Motion (DMT)'."),
+                io.String.Input("prompt", multiline=True, default="a bear doing the sks dance on the beach",
+                                tooltip="What the video shows; name a motion by its token."),
+                io.String.Input("negative_prompt", multiline=True, default=dmt.DEFAULT_NEGATIVE_PROMPT,
+                                tooltip="What to avoid (the unconditional prompt of classifier-free guidance)."),
+                io.Int.Input("frame_count", default=16, min=2, max=256, tooltip="Frames to generate (default 16, as the motion was trained)."),
+                io.Int.Input("width", default=256, min=64, max=2048, step=8, tooltip="Width (multiple of 8; default 256)."),
+                io.Int.Input("height", default=256, min=64, max=2048, step=8, tooltip="Height (multiple of 8; default 256)."),
+                io.Int.Input("steps", default=40, min=1, max=1000, tooltip="DDIM sampling steps (default 40)."),
+                io.Float.Input("guidance", default=9.0, min=0.0, max=50.0, step=0.5,
+                               tooltip="Classifier-free guidance scale (default 9; 1 = none)."),
+                io.Int.Input("seed", default=0, min=0, max=SEED_MAX, control_after_generate=True,
+                             tooltip="Seed of the initial noise (the same seed gives the same video on any device)."),
+            ],
+            outputs=[io.Image.Output("images", display_name="images",
+                                     tooltip="The video's frames; connect to Create Video / Save Animated WEBP.")],
+        )
+
+    @classmethod
+    def execute(cls, model, prompt: str, negative_prompt: str, frame_count: int, width: int, height: int,
+                steps: int, guidance: float, seed: int) -> io.NodeOutput:
+        settings = customize.GenerateSettings(frame_count, height, width, steps, guidance, seed)
+        with run_scope():
+            result = customize.generate_video(model, prompt, motions=motions_of(model), negative_prompt=negative_prompt,
+                                              settings=settings, on_step=Progress(steps, previews=True),
+                                              check_interrupt=check_interrupt)
+        return io.NodeOutput(result.frames.detach().float().cpu())
+
+
+NODES: list[type[io.ComfyNode]] = [
+    DMTMotionExamples, DMTTrainMotion, DMTSaveMotion, DMTLoadMotion, DMTApplyMotion, DMTTextToVideo,
+]
