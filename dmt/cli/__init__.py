@@ -1,7 +1,7 @@
 """Command line: `python -m dmt SUBCOMMAND ...` (also installed as the `dmt-motion` console script).
 
-Sub-commands: transfer (motion transfer), score (Motion-Fidelity score), demo (offline install
-check). `python -m dmt SUBCOMMAND --help` lists every option and its default.
+Sub-commands: transfer (motion transfer), score (Motion-Fidelity score), batch (many transfers from
+a job file, in-process or on Ray), demo (offline install check). `python -m dmt SUBCOMMAND --help` lists every option and its default.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from ..errors import DMTError
+from .batch import add_batch_command
 from .demo import add_demo_command
 from .score import add_score_command
 from .transfer import add_transfer_command, preset_defaults
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.transfer_parser = add_transfer_command(sub)  # type: ignore[attr-defined]
     add_demo_command(sub)
     add_score_command(sub)
+    add_batch_command(sub)
     return parser
 
 
