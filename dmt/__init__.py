@@ -5,6 +5,7 @@ Stages (each callable alone, each returning data):
     load_zeroscope → prepare_frames → invert_video → extract_targets → low_frequency_init
     → guided_sample → decode_latents;  or `transfer` for all of them.
 Metric: motion_fidelity(original, edited) (the paper's Motion-Fidelity score, offline tracker).
+Batches: run_batch(job_file, model, out_dir, ray=None|"local"|"auto"|address) (cached, resumable).
 """
 
 from .errors import (DMTError, DMTOutOfMemoryError, InputError, Interrupted, InversionMismatchError,
@@ -27,6 +28,7 @@ from .transfer.targets import Targets, extract_targets
 from .metrics.tracking import Tracks, track_points
 from .models.text import AUTHORS_PROMPT_PREFIX, DEFAULT_NEGATIVE_PROMPT, encode_prompt
 from .io.video import VideoClip, VideoReadError, read_video, write_video
+from .batch import BatchReport, load_jobs, run_batch
 
 __version__ = "0.2.0"
 __all__ = [n for n in dir() if not n.startswith("_")]

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DMTError, InputError, ModelLoadError
-from .cache import BatchCache, inversion_key, model_digest, result_key, video_digest
+from .cache import BatchCache, inversion_key, result_key, video_digest
 from .jobs import Job
 
 
