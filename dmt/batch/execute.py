@@ -48,8 +48,13 @@ class PlannedJob:
 
 def resolve_model(source: str) -> str:
     """A local model folder for `source` (a folder, or a hub repo id fetched like `transfer` does)."""
+    from ..models.zeroscope import missing_files
+
     path = Path(source).expanduser()
     if path.is_dir():
+        missing = missing_files(path)
+        if missing:
+            raise ModelLoadError(f"Model folder '{source}' is incomplete; missing: {', '.join(missing)}.")
         return str(path.resolve())
     if path.exists():
         raise ModelLoadError(f"Model path '{source}' is a file; give the diffusers folder that holds unet/, vae/, ...")
@@ -140,8 +145,8 @@ class JobExecutor:
                 torch.cuda.reset_peak_memory_stats(model.device)
             self._run(pj, model, row)
             row["status"] = "ok"
-        except KeyboardInterrupt:
-            raise
+        except (KeyboardInterrupt, ModelLoadError):
+            raise  # a model that does not load fails every job: stop the batch with the message
         except Exception as exc:  # noqa: BLE001 - a job's failure is recorded, the batch goes on
             row["status"] = "failed"
             row["message"] = f"{type(exc).__name__}: {exc}"

@@ -100,3 +100,6 @@ def test_cli_bad_input_exits_2_before_work(tiny_model_dir, videos, tmp_path, cap
     assert "is not writable" in capsys.readouterr().err
     assert main(["batch", str(good), "--model", str(tmp_path / "no-model"), "--out", str(out)]) == 2
     assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "empty-model").mkdir()
+    assert main(["batch", str(good), "--model", str(tmp_path / "empty-model"), "--out", str(out)]) == 2
+    assert "is incomplete; missing: unet/config.json" in capsys.readouterr().err
