@@ -9,7 +9,7 @@ and its wall time includes everything a user waits for (model load; for Ray also
 and its worker processes).
 
 Rows:
-  in-process, N thread(s)   run_batch without Ray, torch using N threads
+  in-process, N thread(s)   run_batch without Ray, torch using N threads (--threads, default 1)
   ray local, 2 workers      run_batch(ray="local", workers=2, cpus_per_job=1): 2 actors, 1 thread each
   re-run (all cached)       the in-process batch again on its finished folder
 Cache hit rate = jobs that reused a cached inversion / jobs (inversions are made once per video).
@@ -75,6 +75,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--videos", type=int, default=2)
     ap.add_argument("--prompts", type=int, default=3)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1],
+                    help="torch thread counts of the in-process rows (more than the free cores oversubscribes)")
     ap.add_argument("--no-ray", action="store_true", help="skip the Ray row")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -83,16 +85,16 @@ def main() -> None:
         tmp = Path(tmp)
         model = str(save_random_model(tmp / "model", size="tiny", seed=0))
         jobs = make_jobs(tmp, args.videos, args.prompts)
-        for threads in (1, 2):
+        for threads in args.threads:
             torch.set_num_threads(threads)
             rows.append(measure(f"in-process, {threads} thread(s)", jobs=jobs, model=model, out_dir=tmp / f"local{threads}"))
-        rows.append(measure("re-run (all cached)", jobs=jobs, model=model, out_dir=tmp / "local2"))
+        rows.append(measure("re-run (all cached)", jobs=jobs, model=model, out_dir=tmp / f"local{args.threads[0]}"))
         if not args.no_ray:
             os.environ["OMP_NUM_THREADS"] = "1"
             rows.append(measure("ray local, 2 workers", jobs=jobs, model=model, out_dir=tmp / "ray", ray="local",
                                 workers=2, cpus_per_job=1, gpus_per_job=0))
             same = all(json.loads(a)["frames_sha256"] == json.loads(b)["frames_sha256"] for a, b in zip(
-                (tmp / "local1" / "results.jsonl").read_text().splitlines(),
+                (tmp / f"local{args.threads[0]}" / "results.jsonl").read_text().splitlines(),
                 (tmp / "ray" / "results.jsonl").read_text().splitlines()))
             rows[-1]["same_outputs_as_in_process"] = same
     best_local = max(r["jobs_per_hour"] for r in rows if r["config"].startswith("in-process"))

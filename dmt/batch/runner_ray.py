@@ -84,10 +84,16 @@ class RaySession:
             except Exception as exc:  # noqa: BLE001 - reported below with the address
                 box["error"] = exc
 
-        thread = threading.Thread(target=start, daemon=True)
-        thread.start()
-        thread.join(timeout)
-        if thread.is_alive():
+        if address == "local":
+            # Started here, in this thread: Ray ties the processes it starts (GCS, raylet) to the
+            # starting thread's life (parent-death signal), so a helper thread would kill them.
+            start()
+            thread = None
+        else:  # joining a cluster: bounded wait, the connection may hang on a wrong address
+            thread = threading.Thread(target=start, daemon=True)
+            thread.start()
+            thread.join(timeout)
+        if thread is not None and thread.is_alive():
             raise InputError(f"Ray did not connect to '{address}' within {timeout:g} s (--ray-timeout). "
                              f"Check that the address is a Ray head (`ray status` on it).")
         if "error" in box:
