@@ -70,7 +70,7 @@ class RaySession:
         env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in (_source_path(), os.environ.get("PYTHONPATH")) if p)}}
         kwargs: dict = {"runtime_env": env, "log_to_driver": False, "logging_level": "ERROR"}
         if address == "local":
-            kwargs.update(include_dashboard=False, num_cpus=num_cpus, _node_ip_address="127.0.0.1")
+            kwargs.update(address="local", include_dashboard=False, num_cpus=num_cpus, _node_ip_address="127.0.0.1")
         elif address == "auto":
             kwargs["address"] = "auto"
         else:
