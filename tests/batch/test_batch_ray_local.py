@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 
 import pytest
 
@@ -33,4 +34,7 @@ def test_ray_local_starts_and_stops_its_own_ray(local_batch, tiny_model_dir, vid
     assert [bool(r.get("cached")) for r in rows] == [False, True, True, True]
     assert rows[0]["inversion"] == "cached" and rows[0]["settings"]["seed"] == 11
     assert not ray.is_initialized()
+    deadline = time.monotonic() + 30  # ray.shutdown stops its processes; give them time to exit
+    while psutil.Process().children(recursive=True) and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert not psutil.Process().children(recursive=True)
