@@ -7,6 +7,7 @@ Stages (each callable alone, each returning data):
 Motion customization (dmt.customize): load_examples → encode_examples → train_motion → save_motion /
     load_motion → apply_motions → generate_video.
 Metric: motion_fidelity(original, edited) (the paper's Motion-Fidelity score, offline tracker).
+Batches: run_batch(job_file, model, out_dir, ray=None|"local"|"auto"|address) (cached, resumable).
 """
 
 from .errors import (DMTError, DMTOutOfMemoryError, InputError, Interrupted, InversionMismatchError,
@@ -34,6 +35,7 @@ from .customize import (GenerateSettings, Motion, MotionExample, MotionFileError
                         apply_motions, encode_examples, example_from_frames, generate_regularization,
                         generate_video, load_examples, load_motion, load_regularization, save_motion,
                         touched_parameters, train_motion)
+from .batch import BatchReport, load_jobs, run_batch
 
 __version__ = "0.2.0"
 __all__ = [n for n in dir() if not n.startswith("_")]

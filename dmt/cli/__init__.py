@@ -1,7 +1,9 @@
 """Command line: `python -m dmt SUBCOMMAND ...` (also installed as the `dmt-motion` console script).
 
-Sub-commands: transfer (motion transfer), customize (teach a motion from example clips), generate
-(text-to-video with motions), score (Motion-Fidelity score), demo (offline install check). `python -m dmt SUBCOMMAND --help` lists every option and its default.
+Sub-commands: transfer (motion transfer), batch (many transfers from a job file, in-process or on
+Ray), customize (teach a motion from example clips), generate (text-to-video with motions), score
+(Motion-Fidelity score), demo (offline install check). `python -m dmt SUBCOMMAND --help` lists
+every option and its default.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import sys
 
 from ..errors import DMTError
 from .customize import add_customize_command
+from .batch import add_batch_command
 from .demo import add_demo_command
 from .generate import add_generate_command
 from .score import add_score_command
@@ -25,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_generate_command(sub)
     add_demo_command(sub)
     add_score_command(sub)
+    add_batch_command(sub)
     return parser
 
 
