@@ -55,7 +55,7 @@ def frontend_version(root: Path | None) -> str:
 
         return version("comfyui-frontend-package")
     for info in root.parent.parent.glob("comfyui_frontend_package-*.dist-info"):
-        return info.name.split("-")[1].removesuffix(".dist-info")
+        return info.name.removesuffix(".dist-info").split("-", 1)[1]
     return "unknown"
 
 
