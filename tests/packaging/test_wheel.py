@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(args, cwd, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=120, **kw)
+    return subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=600, **kw)  # a hang guard only
 
 
 @pytest.fixture(scope="module")
