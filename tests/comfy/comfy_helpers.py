@@ -117,7 +117,7 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 90) -> "Server":
+    def start(self, timeout: float = 300) -> "Server":  # a hang guard: startup took over 90 s on a loaded 2-core machine
         self.port = self.port or free_port()
         self.log_path = self.base / f"server-{self.port}.log"
         args = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
