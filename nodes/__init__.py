@@ -7,6 +7,7 @@ import importlib.util
 from comfy_api.latest import ComfyExtension, io
 
 from .dmt_nodes import NODES
+from .example_inputs import install_example_inputs
 
 
 def node_list() -> list[type[io.ComfyNode]]:
@@ -31,4 +32,5 @@ class DMTExtension(ComfyExtension):
 
 
 async def comfy_entrypoint() -> DMTExtension:
+    install_example_inputs()  # the example workflows' clip, into input/ when absent
     return DMTExtension()

@@ -1,4 +1,4 @@
-"""DMT Motion Fidelity node (ComfyUI V3 schema): a thin adapter over dmt.metrics.motion_fidelity."""
+"""Motion Fidelity (DMT) node (ComfyUI V3 schema): a thin adapter over dmt.metrics.motion_fidelity."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ class DMTMotionFidelity(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DMTMotionFidelity",
-            display_name="DMT Motion Fidelity",
+            display_name="Motion Fidelity (DMT)",
             category="DMT",
             description=(
                 "Measures how well an edited video keeps the motion of the original one, even when "
@@ -72,6 +72,6 @@ class DMTMotionFidelity(io.ComfyNode):
             f"original->edited {result.original_to_edited:.4f}, paper sum {result.paper_sum:.4f}; "
             f"{result.num_original} / {result.num_edited} tracklets)"
         )
-        log.info("DMT Motion Fidelity: %s", summary)
+        log.info("Motion Fidelity (DMT): %s", summary)
         vis = draw_comparison(original, edited, result)
         return io.NodeOutput(result.combined, vis, ui=ui.PreviewText(summary))

@@ -21,7 +21,8 @@ from .transfer import add_transfer_command, preset_defaults
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dmt", description=__doc__)
+    prog = "dmt-motion" if sys.argv and sys.argv[0].endswith("dmt-motion") else "python -m dmt"
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     parser.transfer_parser = add_transfer_command(sub)  # type: ignore[attr-defined]
     add_customize_command(sub)

@@ -18,7 +18,8 @@ from ..models.zeroscope import DEFAULT_MODEL
 from ..transfer.context import DEFAULT_CONTEXT_LENGTH, DEFAULT_CONTEXT_OVERLAP, FUSE_MODES, MAX_CONTEXT_LENGTH, ContextOptions
 from ..transfer.inversion import DEFAULT_INVERSION_STEPS, DEFAULT_SAMPLING_STEPS
 from ..transfer.noise_init import DEFAULT_DOWNSAMPLE_FACTOR
-from ..transfer.presets import PRESETS, get_preset
+from ..transfer.estimate import estimate_seconds, format_duration, matmul_flops, CPU_UNET_EFFICIENCY
+from ..transfer.presets import PRESETS, get_preset, preset_work, unet_work
 from ..transfer.sampler import GuidanceSettings
 from .common import HelpFormatter, progress_bar
 
@@ -108,6 +109,54 @@ def context_from_args(args: argparse.Namespace) -> ContextOptions | None:
     if args.context_length == 0:
         return None
     return ContextOptions(length=args.context_length, overlap=args.context_overlap, fuse=args.context_fuse)
+# Warn when the estimated UNet work on the CPU exceeds this (seconds).
+LONG_RUN_SECONDS = 30 * 60
+SMALL_CLIP = {"num_frames": 8, "width": 288, "height": 160}  # the hint's smaller size
+FULL_UNET_PARAMETERS = 1.41e9  # ZeroScope v2 576w's UNet, the model the FLOP counts are for
+
+
+def dtype_warning(device: str, dtype: str) -> str | None:
+    """A warning for half precision on a CPU, where it is slower, not faster."""
+    if torch.device(device).type == "cpu" and dtype in ("float16", "bfloat16"):
+        return (f"warning: --dtype {dtype} on a CPU is much slower than float32 (most CPUs have no fast "
+                f"{dtype} kernels: a 512x512 matmul ran about 50x slower than in float32 on an AMD EPYC "
+                "test machine) and saves no time; use --dtype float32 (the CPU default).")
+    return None
+
+
+def runtime_warning(args: argparse.Namespace, device: str, num_frames: int, unet_parameters: float = FULL_UNET_PARAMETERS,
+                    flops_per_second: float | None = None) -> str | None:
+    """A warning with the estimated time when this run's UNet work on a CPU is long (> 30 min).
+
+    The estimate (dmt.transfer.estimate) scales the FLOPs counted for ZeroScope's UNet by
+    `unet_parameters` / 1.41e9 (a smaller test model costs proportionally less) and divides by
+    the CPU's timed matmul rate × 0.5. GPUs get no estimate (none measured). `flops_per_second`
+    replaces the timed rate (tests).
+    """
+    if torch.device(device).type != "cpu":
+        return None
+    rate = flops_per_second or matmul_flops("cpu") * CPU_UNET_EFFICIENCY
+    scale = unet_parameters / FULL_UNET_PARAMETERS
+    inversion_steps = 0 if args.load_inversion else args.inversion_steps
+    work = unet_work(inversion_steps, args.steps, tuple(args.guidance_window), args.optimization_steps,
+                     not args.no_restart)
+    seconds = scale * estimate_seconds(work, num_frames, args.height, args.width, rate)
+    if seconds <= LONG_RUN_SECONDS:
+        return None
+    fast = preset_work("fast")
+    if args.load_inversion:
+        fast = dict(fast, inversion=0)
+    fast_s = scale * estimate_seconds(fast, num_frames, args.height, args.width, rate)
+    small = SMALL_CLIP
+    small_s = scale * estimate_seconds(fast, min(num_frames, small["num_frames"]), small["height"], small["width"], rate)
+    return (
+        f"warning: this run is long on a CPU: about {format_duration(seconds)} of UNet work estimated for "
+        f"{num_frames} frames at {args.width}x{args.height} ({rate / 1e9:.0f} GFLOP/s effective on this CPU; "
+        "a rough estimate, see dmt/transfer/estimate.py). A GPU is much faster. To try it on a CPU, use "
+        f"--preset fast (about {format_duration(fast_s)}) and a smaller clip, e.g. --preset fast "
+        f"--num-frames {small['num_frames']} --width {small['width']} --height {small['height']} "
+        f"(about {format_duration(small_s)})."
+    )
 
 
 def run_transfer(args: argparse.Namespace) -> int:
@@ -124,6 +173,8 @@ def run_transfer(args: argparse.Namespace) -> int:
         raise InputError("Give --video (or --load-inversion with a saved inversion).")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = args.dtype or ("float16" if torch.device(device).type == "cuda" else "float32")
+    if (msg := dtype_warning(device, dtype)) is not None:
+        print(msg, file=sys.stderr)
     settings = GuidanceSettings(
         guidance_scale=args.guidance_scale, optimization_steps=args.optimization_steps,
         lr_range=tuple(args.lr_range), lr_decay=args.constant_lr is None,
@@ -148,6 +199,10 @@ def run_transfer(args: argparse.Namespace) -> int:
                                       num_inversion_steps=args.inversion_steps, num_sampling_steps=args.steps, context=context)
         if frames is not None and frames.shape[0] != inversion.num_frames:
             raise InputError(f"--load-inversion holds {inversion.num_frames} frames, the video gives {frames.shape[0]}.")
+    num_frames = frames.shape[0] if frames is not None else inversion.num_frames
+    parameters = sum(p.numel() for p in model.unet.parameters())
+    if (msg := runtime_warning(args, str(model.device), num_frames, parameters)) is not None:
+        print(msg, file=sys.stderr)
     result = pipeline.transfer(
         model, frames, args.source_prompt, args.target_prompt, negative_prompt=args.negative_prompt,
         seed=args.seed, num_steps=args.steps, num_inversion_steps=args.inversion_steps,

@@ -1,11 +1,16 @@
-"""Rebuild workflows/*.json in the real ComfyUI frontend (not a test; run by hand).
+"""Rebuild workflows/*.json and their .jpg thumbnails in the real ComfyUI frontend (not a test;
+run by hand after a change):
 
-    DMT_COMFYUI_DIR=.ci-work/ComfyUI python tests/comfy/build_workflows.py [NAME.json ...]
-
-(names: only those workflows; none: all of them)
+    DMT_COMFYUI_DIR=.ci-work/ComfyUI python tests/comfy/build_workflows.py [NAME ...]
 
 Starts a server, builds each graph with LiteGraph in headless chromium (createNode, graph.add,
-connect, widget values) and saves `app.graph.serialize()` exactly as the frontend would.
+connect, widget values, groups), fits the view so that the Note and the outputs are on screen
+when the file is opened, saves `app.graph.serialize()` exactly as the frontend would, reloads
+it like a user and screenshots it as the template browser's thumbnail (workflows/NAME.jpg).
+
+To add a workflow: write a JS builder (it runs with `B` = the helpers in JS_LIB and the constants
+of CONSTS in scope) and append a Workflow(...) to WORKFLOWS. `B.common()` builds the shared
+input → model → inversion → targets → init stages and returns those nodes.
 """
 
 from __future__ import annotations
@@ -14,12 +19,28 @@ import json
 import os
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from comfy_helpers import INPUT_VIDEO, REPO, Frontend, Server, make_base  # noqa: E402
+from comfy_helpers import REPO, WORKFLOW_DIR, Frontend, Server, make_base  # noqa: E402
+
+sys.path.insert(0, str(REPO))
+from dmt.io.example_clip import EXAMPLE_CLIP_NAME, EXAMPLE_SOURCE_PROMPT  # noqa: E402
 
 DOWNLOAD_ENTRY = "zeroscope_v2_576w (download cerspense/zeroscope_v2_576w on first use)"
+VIEW = (1700, 860)   # the part of a 1920x1080 browser window the canvas shows, in CSS pixels
+SCREEN = (1800, 1000)  # the headless page for the thumbnails
+THUMB_WIDTH = 960
+
+CONSTS = {
+    "INPUT": EXAMPLE_CLIP_NAME, "DOWNLOAD": DOWNLOAD_ENTRY, "SOURCE": EXAMPLE_SOURCE_PROMPT,
+    "TARGET": "a red sports car driving on a road",
+    "TARGET2": "a steam train driving on a road",
+}
+
+COLORS = {"input": "#3f789e", "model": "#8A8", "invert": "#b58b2a", "sample": "#a1309b", "output": "#88A",
+          "later": "#444"}
 
 JS_LIB = r"""
 window.dmtBuild = {
@@ -39,26 +60,93 @@ window.dmtBuild = {
       if (w.callback) w.callback(value);
     }
   },
+  // Output slot by name/label/type; input slot by name (widget inputs included: a link drives the widget).
   link(a, outName, b, inName) {
     const out = a.outputs.findIndex(o => o.name === outName || o.label === outName || o.type === outName);
-    const inp = b.inputs.findIndex(i => i.name === inName);
+    let inp = b.inputs.findIndex(i => i.name === inName);
+    if (inp < 0 && b.widgets && b.widgets.find(w => w.name === inName) && b.convertWidgetToInput) {
+      b.convertWidgetToInput(b.widgets.find(w => w.name === inName));  // older frontends
+      inp = b.inputs.findIndex(i => i.name === inName);
+    }
     if (out < 0 || inp < 0) throw new Error(`no slot ${a.type}.${outName} -> ${b.type}.${inName}`);
     if (!a.connect(out, b, inp)) throw new Error(`connect failed ${a.type}.${outName} -> ${b.type}.${inName}`);
+  },
+  note(text, x, y, w, h, title) {
+    const n = this.add("Note", x, y, w, h);
+    n.widgets[0].value = text;
+    n.title = title;
+    n.color = "#432"; n.bgcolor = "#653";
+    return n;
+  },
+  // A group around `nodes` (their title bars included) with `pad` pixels around.
+  group(title, nodes, color, pad = 20) {
+    const T = LiteGraph.NODE_TITLE_HEIGHT || 30;
+    const x0 = Math.min(...nodes.map(n => n.pos[0])) - pad;
+    const y0 = Math.min(...nodes.map(n => n.pos[1] - T)) - pad - 34;
+    const folded = n => n.flags && n.flags.collapsed;
+    const x1 = Math.max(...nodes.map(n => n.pos[0] + (folded(n) ? 220 : n.size[0]))) + pad;
+    const y1 = Math.max(...nodes.map(n => n.pos[1] + (folded(n) ? 0 : n.size[1]))) + pad;
+    const g = new LiteGraph.LGraphGroup(title);
+    g.pos = [x0, y0];
+    g.size = [x1 - x0, y1 - y0];
+    if (color) g.color = color;
+    app.graph.add(g);
+    return g;
+  },
+  // Shared stages: input video, model, inversion, targets, low-frequency init, in three columns.
+  common(y0 = 400, cols = [20, 400, 880], w = [320, 400, 380]) {
+    const [xa, xb, xc] = cols;
+    const loadVideo = this.add("LoadVideo", xa, y0, w[0], 430);
+    this.set(loadVideo, {file: INPUT});
+    const comps = this.add("GetVideoComponents", xa, y0 + 490, w[0], 90);
+    this.link(loadVideo, "VIDEO", comps, "video");
+    const loader = this.add("DMTLoadZeroScope", xb, y0, w[1], 130);
+    this.set(loader, {model_name: DOWNLOAD, dtype: "float16", device: "auto"});
+    const invert = this.add("DMTInvertVideo", xc, y0, w[2], 330);
+    this.link(loader, "model", invert, "model");
+    this.link(comps, "images", invert, "images");
+    this.set(invert, {source_prompt: SOURCE});
+    const targets = this.add("DMTExtractTargets", xc, y0 + 400, w[2], 130);
+    this.link(loader, "model", targets, "model");
+    this.link(invert, "inversion", targets, "inversion");
+    const init = this.add("DMTLowFrequencyInit", xc, y0 + 600, w[2], 130);
+    this.link(invert, "inversion", init, "inversion");
+    this.link(targets, "targets", init, "targets");
+    this.set(init, {seed: 0, control_after_generate: "fixed"});
+    return {loadVideo, comps, loader, invert, targets, init};
+  },
+  sampler(c, x, y, prompt, seed, w = 400, h = 560) {
+    const s = this.add("DMTGuidedSampler", x, y, w, h);
+    this.link(c.loader, "model", s, "model");
+    this.link(c.targets, "targets", s, "targets");
+    this.link(c.init, "latent", s, "latent");
+    this.set(s, {target_prompt: prompt, seed: seed, control_after_generate: "fixed"});
+    return s;
+  },
+  // images -> Create Video (fps from the source) -> Save Video
+  saveVideo(images, slot, comps, x, y, prefix, w = 400, h = 460) {
+    const create = this.add("CreateVideo", x, y, w, 90);
+    this.link(images, slot, create, "images");
+    this.link(comps, "fps", create, "fps");
+    const save = this.add("SaveVideo", x, y + 150, w, h);
+    this.link(create, "VIDEO", save, "video");
+    this.set(save, {filename_prefix: prefix});
+    return [create, save];
   },
 };
 """
 
-NOTE_BASIC = """DMT motion transfer (Space-Time Diffusion Features, CVPR 2024) on ZeroScope.
+NOTE_BASIC = """Motion transfer: the new video (target prompt) moves like the input video.
 
-1. Load Video: pick your clip (upload it). 24 frames at 576x320 is ZeroScope's native size; the invert node cuts and resizes.
-2. Load ZeroScope: the 'download' entry fetches cerspense/zeroscope_v2_576w (~3 GB, CC BY-NC 4.0) into models/diffusers once.
-3. DDIM Invert Video: source prompt = what the INPUT video shows. 999 inversion steps is the authors' setting (slow); 50-250 is a quick preview of the idea.
-4. Extract SMM Targets: guidance window 0.6-1.0 guides the first 40% of the 50 sampling steps.
-5. SMM-Guided Sampler: target prompt = what the NEW video shows. Change the prompt or the seeds and only the sampler re-runs.
-Knobs: optimization steps (10) and restart sampling trade speed for motion fidelity; cfg 10; downsample factor 4 keeps the input's coarse layout.
-Memory: authors' settings need a large GPU (~32 GB); lower frame count or size if you run out."""
+Runs as loaded on the example clip (a synthetic car, copied into ComfyUI's input folder by the pack). Upload your own clip in Load Video.
+1 Input: 24 frames at 576x320 is ZeroScope's native size; the invert node cuts and resizes.
+2 Model: the 'download' entry fetches cerspense/zeroscope_v2_576w (~3 GB, CC BY-NC 4.0) once.
+3 Invert once: source prompt = what the INPUT shows. 999 steps = the authors' setting (slow); 50, 100, 200 or 250 = quicker. Cached while the video and source prompt stay the same.
+4 Sampler: target prompt = what the NEW video shows. Change the prompt or seed: only the sampler re-runs.
+5 Output: the frame rate comes from the input video (fps link). Out of memory? Lower the frame count or size (multiples of 8)."""
 
-NOTE_SWEEP = """Prompt sweep: the video is inverted once and its motion targets are extracted once; both samplers reuse them (ComfyUI caches the shared nodes), so each extra prompt costs only one sampler run. Edit a target prompt or seed and only that sampler re-runs."""
+NOTE_SWEEP = """Prompt sweep: the video is inverted once and its motion targets extracted once; both samplers reuse them (ComfyUI caches shared nodes), so each extra prompt costs one sampler run.
+Runs as loaded on the example clip. Edit a target prompt or seed and only that sampler re-runs; copy a sampler + its output nodes for a third prompt."""
 
 NOTE_LONG = """Long videos: temporal context windows.
 
@@ -67,90 +155,113 @@ A video of at most context_length frames is one window: exactly the normal trans
 DDIM Invert Video: frame_count 0 takes every frame of the clip. The same Context Options feed Invert, Extract Targets and the Sampler (a different schedule than the inversion's is refused).
 The output keeps the source frame rate: Get Video Components' fps goes into Create Video."""
 
-BUILD_COMMON = r"""
-const B = window.dmtBuild;
-app.graph.clear();
-const loadVideo = B.add("LoadVideo", 40, 330, 320, 420);
-B.set(loadVideo, {file: INPUT});
-const comps = B.add("GetVideoComponents", 400, 330, 240, 90);
-B.link(loadVideo, "VIDEO", comps, "video");
-const loader = B.add("DMTLoadZeroScope", 400, 470, 420, 130);
-B.set(loader, {model_name: DOWNLOAD, dtype: "float16", device: "auto"});
-const invert = B.add("DMTInvertVideo", 860, 330, 380, 400);
-B.link(loader, "model", invert, "model");
-B.link(comps, "images", invert, "images");
-B.set(invert, {source_prompt: SOURCE});
-const targets = B.add("DMTExtractTargets", 1280, 330, 330, 180);
-B.link(loader, "model", targets, "model");
-B.link(invert, "inversion", targets, "inversion");
-const init = B.add("DMTLowFrequencyInit", 1280, 560, 330, 160);
-B.link(invert, "inversion", init, "inversion");
-B.link(targets, "targets", init, "targets");
-B.set(init, {seed: 0, control_after_generate: "fixed"});
-"""
+NOTE_SAVED = """Invert once, edit later - and score the result.
 
-BUILD_BASIC = BUILD_COMMON + r"""
-const note = B.add("Note", 40, 20, 1180, 280);
-note.widgets[0].value = NOTE;
-note.title = "How to use DMT motion transfer";
-const sampler = B.add("DMTGuidedSampler", 1650, 330, 380, 560);
-B.link(loader, "model", sampler, "model");
-B.link(targets, "targets", sampler, "targets");
-B.link(init, "latent", sampler, "latent");
-B.set(sampler, {target_prompt: TARGET, seed: 0, control_after_generate: "fixed"});
-const create = B.add("CreateVideo", 2070, 330, 260, 90);
-B.link(sampler, "images", create, "images");
-B.link(comps, "fps", create, "fps");
-const save = B.add("SaveVideo", 2370, 330, 360, 420);
-B.link(create, "VIDEO", save, "video");
-B.set(save, {filename_prefix: "dmt/video"});
-const webp = B.add("SaveAnimatedWEBP", 2070, 790, 360, 420);
+A (runs as loaded): inverts the example clip, saves the inversion + targets (Save Inversion -> output/dmt/), makes one edit, and scores it with Motion Fidelity (1 = the same motion, 0 = unrelated). The comparison video shows input | result with the tracked points.
+B (muted, grey): edit later without inverting again. After a first run of A: press R (refresh) so Load Inversion lists the saved file, pick it, select group B and press Ctrl+M to un-mute it; mute Invert/Save in A (Ctrl+M) so only B runs.
+Keep 'length' of Cut to frame count equal to the invert node's frame count (Motion Fidelity compares equal lengths)."""
+
+BUILD_BASIC = r"""
+const c = B.common();
+B.note(NOTE, 20, 20, 1240, 300, "How to use DMT motion transfer");
+const sampler = B.sampler(c, 1340, 400, TARGET, 0);
+const [create, save] = B.saveVideo(sampler, "images", c.comps, 1820, 400, "dmt/video");
+const webp = B.add("SaveAnimatedWEBP", 2280, 400, 400, 520);
 B.link(sampler, "images", webp, "images");
-B.set(webp, {filename_prefix: "dmt/webp", fps: 8, lossless: false, quality: 90});
+B.link(c.comps, "fps", webp, "fps");
+B.set(webp, {filename_prefix: "dmt/webp", lossless: false, quality: 90});
+B.group("1 · Input video", [c.loadVideo, c.comps], COLORS.input);
+B.group("2 · Model", [c.loader], COLORS.model);
+B.group("3 · Invert once (cached)", [c.invert, c.targets, c.init], COLORS.invert);
+B.group("4 · Motion-guided sampling", [sampler], COLORS.sample);
+B.group("5 · Output (frame rate from the input)", [create, save, webp], COLORS.output);
 """
 
-BUILD_SWEEP = BUILD_COMMON + r"""
-const note = B.add("Note", 40, 20, 1180, 200);
-note.widgets[0].value = NOTE;
-note.title = "Prompt sweep";
-const prompts = [[TARGET, 0, "dmt/sweep_a"], [TARGET2, 1, "dmt/sweep_b"]];
-prompts.forEach(([prompt, seed, prefix], k) => {
-  const y = 330 + k * 620;
-  const sampler = B.add("DMTGuidedSampler", 1650, y, 380, 560);
-  B.link(loader, "model", sampler, "model");
-  B.link(targets, "targets", sampler, "targets");
-  B.link(init, "latent", sampler, "latent");
-  B.set(sampler, {target_prompt: prompt, seed: seed, control_after_generate: "fixed"});
-  const create = B.add("CreateVideo", 2070, y, 260, 90);
-  B.link(sampler, "images", create, "images");
-  B.link(comps, "fps", create, "fps");
-  const save = B.add("SaveVideo", 2370, y, 360, 420);
-  B.link(create, "VIDEO", save, "video");
-  B.set(save, {filename_prefix: prefix});
+BUILD_SWEEP = r"""
+const c = B.common();
+B.note(NOTE, 20, 20, 1240, 200, "Prompt sweep");
+const outs = [];
+const samplers = [];
+[[TARGET, 0, "dmt/sweep_a"], [TARGET2, 1, "dmt/sweep_b"]].forEach(([prompt, seed, prefix], k) => {
+  const x = 1330 + k * 720;  // side by side: one sampler and its video per prompt
+  const s = B.sampler(c, x, 400, prompt, seed, 360, 540);
+  samplers.push(s);
+  outs.push(...B.saveVideo(s, "images", c.comps, x + 380, 400, prefix, 300, 380));
 });
+B.group("1 · Input video", [c.loadVideo, c.comps], COLORS.input);
+B.group("2 · Model", [c.loader], COLORS.model);
+B.group("3 · Invert once (shared)", [c.invert, c.targets, c.init], COLORS.invert);
+B.group("4 · Prompt A", [samplers[0], outs[0], outs[1]], COLORS.sample);
+B.group("5 · Prompt B", [samplers[1], outs[2], outs[3]], COLORS.sample);
 """
 
-BUILD_LONG = BUILD_COMMON + r"""
-const note = B.add("Note", 40, 20, 1180, 280);
-note.widgets[0].value = NOTE;
-note.title = "Long videos (context windows)";
-const ctx = B.add("DMTContextOptions", 860, 800, 380, 130);
+BUILD_SAVED = r"""
+// Columns: A input, B model + save, C invert, D sampler, E result video, F score, G comparison video.
+const X = {a: 20, b: 360, c: 760, d: 1160, e: 1580, f: 1940, g: 2260};
+const y0 = 340;
+const c = B.common(y0, [X.a, X.b, X.c], [300, 360, 360]);
+B.note(NOTE, 20, 20, 1500, 230, "Save / Load Inversion and Motion Fidelity");
+const saveInv = B.add("DMTSaveInversion", X.b, y0 + 320, 360, 110);
+B.link(c.invert, "inversion", saveInv, "inversion");
+B.link(c.targets, "targets", saveInv, "targets");
+B.set(saveInv, {filename_prefix: "dmt/inversion"});
+const sampler = B.sampler(c, X.d, y0, TARGET, 0, 380, 540);
+const [create, save] = B.saveVideo(sampler, "images", c.comps, X.e, y0, "dmt/video", 320, 380);
+const cut = B.add("ImageFromBatch", X.f, y0, 280, 110);
+cut.title = "Cut to frame count";
+B.link(c.comps, "images", cut, "image");
+B.set(cut, {batch_index: 0, length: 24});
+const mf = B.add("DMTMotionFidelity", X.f, y0 + 170, 280, 130);
+B.link(cut, "IMAGE", mf, "original");
+B.link(sampler, "images", mf, "edited");
+const score = B.add("PreviewAny", X.f, y0 + 360, 280, 150);
+score.title = "Motion-Fidelity score";
+B.link(mf, "score", score, "source");
+const [ccreate, csave] = B.saveVideo(mf, "visualisation", c.comps, X.g, y0, "dmt/compare", 320, 380);
+csave.title = "Comparison: input | result";
+// B: edit later from the saved file (muted and folded until a saved inversion exists)
+const yb = y0 + 840;
+const loadInv = B.add("DMTLoadInversion", X.b, yb, 360, 110);
+B.link(c.loader, "model", loadInv, "model");
+const init2 = B.add("DMTLowFrequencyInit", X.c, yb, 360, 130);
+B.link(loadInv, "inversion", init2, "inversion");
+B.link(loadInv, "targets", init2, "targets");
+B.set(init2, {seed: 0, control_after_generate: "fixed"});
+const sampler2 = B.add("DMTGuidedSampler", X.d, yb, 380, 540);
+B.link(c.loader, "model", sampler2, "model");
+B.link(loadInv, "targets", sampler2, "targets");
+B.link(init2, "latent", sampler2, "latent");
+B.set(sampler2, {target_prompt: TARGET2, seed: 0, control_after_generate: "fixed"});
+const later = [loadInv, init2, sampler2, ...B.saveVideo(sampler2, "images", c.comps, X.e, yb, "dmt/later", 320, 380)];
+later[4].pos = [X.f, yb];
+later.forEach(n => { n.mode = 2; n.flags = Object.assign(n.flags || {}, {collapsed: true}); });
+B.group("1 · Input video", [c.loadVideo, c.comps], COLORS.input);
+B.group("2 · Model", [c.loader], COLORS.model);
+B.group("A · Save it", [saveInv], COLORS.invert);
+B.group("A · Invert once", [c.invert, c.targets, c.init], COLORS.invert);
+B.group("A · Edit", [sampler], COLORS.sample);
+B.group("A · Result", [create, save], COLORS.output);
+B.group("A · Motion Fidelity", [cut, mf, score], COLORS.output);
+B.group("A · input | result", [ccreate, csave], COLORS.output);
+B.group("B · Edit later from the saved inversion (muted, folded: see the note)", later, COLORS.later);
+"""
+
+BUILD_LONG = r"""
+const c = B.common();
+B.note(NOTE, 20, 20, 1240, 300, "Long videos (context windows)");
+const ctx = B.add("DMTContextOptions", 400, 600, 400, 160);
 B.set(ctx, {context_length: 24, context_overlap: 8, fuse: "pyramid"});
-B.link(ctx, "context", invert, "context");
-B.link(ctx, "context", targets, "context");
-B.set(invert, {frame_count: 0});
-const sampler = B.add("DMTGuidedSampler", 1650, 330, 380, 560);
-B.link(loader, "model", sampler, "model");
-B.link(targets, "targets", sampler, "targets");
-B.link(init, "latent", sampler, "latent");
+B.link(ctx, "context", c.invert, "context");
+B.link(ctx, "context", c.targets, "context");
+B.set(c.invert, {frame_count: 0});
+const sampler = B.sampler(c, 1340, 400, TARGET, 0);
 B.link(ctx, "context", sampler, "context");
-B.set(sampler, {target_prompt: TARGET, seed: 0, control_after_generate: "fixed"});
-const create = B.add("CreateVideo", 2070, 330, 260, 90);
-B.link(sampler, "images", create, "images");
-B.link(comps, "fps", create, "fps");
-const save = B.add("SaveVideo", 2370, 330, 360, 420);
-B.link(create, "VIDEO", save, "video");
-B.set(save, {filename_prefix: "dmt/long_video"});
+const [create, save] = B.saveVideo(sampler, "images", c.comps, 1820, 400, "dmt/long_video");
+B.group("1 · Input video (every frame)", [c.loadVideo, c.comps], COLORS.input);
+B.group("2 · Model and context windows", [c.loader, ctx], COLORS.model);
+B.group("3 · Invert once, window by window", [c.invert, c.targets, c.init], COLORS.invert);
+B.group("4 · Motion-guided sampling", [sampler], COLORS.sample);
+B.group("5 · Output (frame rate from the input)", [create, save], COLORS.output);
 """
 
 
@@ -166,11 +277,8 @@ The loss curve and a validation clip (the first caption, with the motion) show h
 NOTE_T2V = """Generate a video with a customized motion: Load Motion picks a file from models/dmt_motions (made by the 'dmt_customize_motion' workflow); Apply Motion adds it to the model with a strength (0-2; chain a second Apply Motion to combine two motions). Write the motion's token in the prompt, e.g. 'a bear doing the sks dance on the beach'. The loaded model stays unchanged: the motion is patched in only while Text to Video runs."""
 
 BUILD_CUSTOMIZE = r"""
-const B = window.dmtBuild;
-app.graph.clear();
-const note = B.add("Note", 40, 20, 1180, 260);
-note.widgets[0].value = NOTE;
-note.title = "How to teach a motion";
+B.note(NOTE, 20, 20, 1240, 260, "How to teach a motion");
+const clips = [];
 const loader = B.add("DMTLoadZeroScope", 400, 330, 420, 130);
 B.set(loader, {model_name: DOWNLOAD, dtype: "float16", device: "auto"});
 let examples = null;
@@ -184,6 +292,7 @@ let examples = null;
   B.set(ex, {caption: caption});
   if (examples) B.link(examples, "examples", ex, "examples");
   examples = ex;
+  clips.push(loadVideo, comps, ex);
 });
 const train = B.add("DMTTrainMotion", 1080, 330, 400, 520);
 B.link(loader, "model", train, "model");
@@ -200,14 +309,14 @@ B.set(create, {fps: 8});
 const saveVideo = B.add("SaveVideo", 1820, 840, 360, 420);
 B.link(create, "VIDEO", saveVideo, "video");
 B.set(saveVideo, {filename_prefix: "dmt/motion_validation"});
+B.group("1 · Example clips with captions (token 'sks')", clips, COLORS.input);
+B.group("2 · Model", [loader], COLORS.model);
+B.group("3 · Train", [train], COLORS.sample);
+B.group("4 · Motion file, loss curve, validation clip", [save, curve, create, saveVideo], COLORS.output);
 """
 
 BUILD_T2V = r"""
-const B = window.dmtBuild;
-app.graph.clear();
-const note = B.add("Note", 40, 20, 1180, 160);
-note.widgets[0].value = NOTE;
-note.title = "Text to video with a customized motion";
+B.note(NOTE, 20, 20, 1240, 160, "Text to video with a customized motion");
 const loader = B.add("DMTLoadZeroScope", 40, 230, 420, 130);
 B.set(loader, {model_name: DOWNLOAD, dtype: "float16", device: "auto"});
 const motion = B.add("DMTLoadMotion", 40, 410, 420, 90);
@@ -225,6 +334,9 @@ B.set(create, {fps: 8});
 const save = B.add("SaveVideo", 1600, 230, 360, 420);
 B.link(create, "VIDEO", save, "video");
 B.set(save, {filename_prefix: "dmt/text_to_video"});
+B.group("1 · Model and motion", [loader, motion, apply], COLORS.model);
+B.group("2 · Generate", [t2v], COLORS.sample);
+B.group("3 · Output", [create, save], COLORS.output);
 """
 
 CUSTOMIZE_CONSTS = {
@@ -233,47 +345,80 @@ CUSTOMIZE_CONSTS = {
 }
 
 
-def customize_workflows() -> list[tuple[str, str, str]]:
-    """(file name, build script, note) of the two motion-customization workflows."""
-    return [("dmt_customize_motion.json", BUILD_CUSTOMIZE, NOTE_CUSTOMIZE),
-            ("dmt_text_to_video.json", BUILD_T2V, NOTE_T2V)]
+@dataclass
+class Workflow:
+    name: str       # file name without .json
+    script: str     # JS builder
+    note: str       # text of its Note (the NOTE constant)
 
 
-def build(fe: Frontend, script: str, note: str) -> dict:
-    consts = {
-        "INPUT": INPUT_VIDEO, "DOWNLOAD": DOWNLOAD_ENTRY, "NOTE": note,
-        "SOURCE": "a car driving on a road",
-        "TARGET": "a red sports car driving on a road",
-        "TARGET2": "a steam train driving on a road",
-        **CUSTOMIZE_CONSTS,
-    }
+WORKFLOWS = [
+    Workflow("dmt_basic", BUILD_BASIC, NOTE_BASIC),
+    Workflow("dmt_prompt_sweep", BUILD_SWEEP, NOTE_SWEEP),
+    Workflow("dmt_saved_inversion_and_score", BUILD_SAVED, NOTE_SAVED),
+    Workflow("dmt_long_video", BUILD_LONG, NOTE_LONG),
+    Workflow("dmt_customize_motion", BUILD_CUSTOMIZE, NOTE_CUSTOMIZE),
+    Workflow("dmt_text_to_video", BUILD_T2V, NOTE_T2V),
+]
+
+FIT_VIEW = r"""([vw, vh]) => {
+  const T = LiteGraph.NODE_TITLE_HEIGHT || 30;
+  const folded = n => n.flags && n.flags.collapsed;
+  const boxes = app.graph._nodes.map(n => [n.pos[0], n.pos[1] - T, n.pos[0] + (folded(n) ? 220 : n.size[0]),
+                                           n.pos[1] + (folded(n) ? 0 : n.size[1])])
+    .concat((app.graph._groups || app.graph.groups || []).map(g => [g.pos[0], g.pos[1], g.pos[0] + g.size[0], g.pos[1] + g.size[1]]));
+  const x0 = Math.min(...boxes.map(b => b[0])), y0 = Math.min(...boxes.map(b => b[1]));
+  const x1 = Math.max(...boxes.map(b => b[2])), y1 = Math.max(...boxes.map(b => b[3]));
+  const left = 60, top = 130;   // the frontend's side bar, top menu, tabs and banner
+  const scale = Math.min((vw - left - 20) / (x1 - x0), (vh - top - 20) / (y1 - y0), 1);
+  return {scale: Math.round(scale * 1000) / 1000, offset: [Math.round(left / scale - x0), Math.round(top / scale - y0)]};
+}"""
+
+
+def build(fe: Frontend, wf: Workflow) -> dict:
+    consts = {**CONSTS, **CUSTOMIZE_CONSTS, "NOTE": wf.note, "COLORS": COLORS}
     decl = "".join(f"const {k} = {json.dumps(v)};\n" for k, v in consts.items())
-    fe.page.evaluate("() => {" + JS_LIB + "}")
-    fe.page.evaluate("() => {" + decl + script + "\napp.graph.setDirtyCanvas(true, true);}")
-    return fe.serialize()
+    fe.page.evaluate("() => {app.graph.clear();\n" + decl + JS_LIB + "const B = window.dmtBuild;\n" + wf.script
+                     + "\napp.graph.setDirtyCanvas(true, true);}")
+    data = fe.serialize()
+    data.setdefault("extra", {})["ds"] = fe.page.evaluate(FIT_VIEW, list(VIEW))
+    return data
 
 
-def main() -> None:
+def thumbnail(fe: Frontend, data: dict, name: str, out: Path) -> None:
+    """Load the saved workflow like a user (view restored from extra.ds) and save a JPEG."""
+    import cv2
+    import numpy as np
+
+    fe.load(data, name + ".json")
+    fe.page.wait_for_timeout(1500)
+    png = fe.page.screenshot(type="png")
+    img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    h, w = img.shape[:2]
+    img = cv2.resize(img, (THUMB_WIDTH, round(h * THUMB_WIDTH / w)), interpolation=cv2.INTER_AREA)
+    tmp = out.with_suffix(".tmp.jpg")
+    cv2.imwrite(str(tmp), img, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    tmp.replace(out)
+
+
+def main(names: list[str]) -> None:
     comfy = Path(os.environ.get("DMT_COMFYUI_DIR", REPO / ".ci-work" / "ComfyUI"))
+    todo = [w for w in WORKFLOWS if not names or w.name in names]
     with tempfile.TemporaryDirectory() as tmp:
         base = make_base(Path(tmp))
         server = Server(comfy, base).start()
         try:
-            with Frontend(server) as fe:
-                for name, script, note in (("dmt_basic.json", BUILD_BASIC, NOTE_BASIC),
-                                           ("dmt_prompt_sweep.json", BUILD_SWEEP, NOTE_SWEEP),
-                                           ("dmt_long_video.json", BUILD_LONG, NOTE_LONG),
-                                           *customize_workflows()):
-                    if sys.argv[1:] and name not in sys.argv[1:]:
-                        continue
-                    wf = build(fe, script, note)
-                    out = REPO / "workflows" / name
+            with Frontend(server, viewport=SCREEN) as fe:
+                for wf in todo:
+                    data = build(fe, wf)
+                    out = WORKFLOW_DIR / f"{wf.name}.json"
                     out.parent.mkdir(exist_ok=True)
-                    out.write_text(json.dumps(wf, indent=2) + "\n")
-                    print("wrote", out, len(wf["nodes"]), "nodes", len(wf["links"]), "links")
+                    out.write_text(json.dumps(data, indent=2) + "\n")
+                    thumbnail(fe, data, wf.name, out.with_suffix(".jpg"))
+                    print("wrote", out, len(data["nodes"]), "nodes", len(data["links"]), "links, and its .jpg")
         finally:
             server.stop()
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

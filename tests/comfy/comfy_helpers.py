@@ -23,7 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 PACK_NAME = "comfyui-dmt"
 TINY_MODEL = "dmt-tiny"
-INPUT_VIDEO = "input_video.mp4"
+INPUT_VIDEO = "input_video.mp4"   # the tests' own clip; the workflows use the pack's example clip
+WORKFLOW_DIR = REPO / "workflows"  # served by ComfyUI as the pack's templates (/api/workflow_templates/<pack>/)
 INPUT_FRAMES, INPUT_SIZE = 8, (96, 64)   # (W, H) of the synthetic input video
 ONE_FRAME_VIDEO = "one_frame.mp4"
 
@@ -34,8 +35,28 @@ SMALL = {
     "DMTExtractTargets": {"sampling_steps": 10},
     "DMTGuidedSampler": {"optimization_steps": 2},
     "DMTLoadZeroScope": {"model_name": TINY_MODEL, "dtype": "float32", "device": "cpu"},
+    "ImageFromBatch": {"length": 6},  # the input cut to the same frame count (Motion Fidelity compares them)
 }
 SMALL_FRAMES, SMALL_SIZE = 6, (64, 64)
+
+
+def latest_frontend_root(comfy_dir: Path) -> Path | None:
+    """The static folder of the newest frontend package installed by .ci/setup_comfyui.sh
+    (WORK/frontend-latest next to WORK/ComfyUI), or $DMT_FRONTEND_LATEST; None when absent."""
+    value = os.environ.get("DMT_FRONTEND_LATEST")
+    root = Path(value) if value else Path(comfy_dir).parent / "frontend-latest" / "comfyui_frontend_package" / "static"
+    return root if (root / "index.html").is_file() else None
+
+
+def frontend_version(root: Path | None) -> str:
+    """Version of the frontend package whose static folder is `root` (None: the pinned one)."""
+    if root is None:
+        from importlib.metadata import version
+
+        return version("comfyui-frontend-package")
+    for info in root.parent.parent.glob("comfyui_frontend_package-*.dist-info"):
+        return info.name.removesuffix(".dist-info").split("-", 1)[1]
+    return "unknown"
 
 
 def free_port() -> int:
@@ -86,6 +107,7 @@ class Server:
     comfy_dir: Path
     base: Path
     cache: bool = False
+    front_end_root: Path | None = None  # a frontend's static folder (--front-end-root); None: the pinned package
     env: dict = field(default_factory=dict)
     port: int = 0
     proc: subprocess.Popen | None = None
@@ -95,7 +117,7 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 90) -> "Server":
+    def start(self, timeout: float = 300) -> "Server":  # a hang guard: startup took over 90 s on a loaded 2-core machine
         self.port = self.port or free_port()
         self.log_path = self.base / f"server-{self.port}.log"
         args = [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
@@ -103,6 +125,8 @@ class Server:
                 "--database-url", "sqlite:///:memory:"]
         if not self.cache:
             args.append("--cache-none")
+        if self.front_end_root is not None:
+            args += ["--front-end-root", str(self.front_end_root)]
         env = dict(os.environ)
         # One thread: a tiny model on a busy 2-core machine is much slower with more (oversubscription).
         env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
@@ -297,15 +321,16 @@ def chromium_path() -> str | None:
 class Frontend:
     """A headless chromium page with the ComfyUI frontend of `server` loaded."""
 
-    def __init__(self, server: Server):
+    def __init__(self, server: Server, viewport: tuple[int, int] = (1800, 1000)):
         self.server = server
+        self.viewport = viewport
 
     def __enter__(self) -> "Frontend":
         from playwright.sync_api import sync_playwright
 
         self._pw = sync_playwright().start()
         self.browser = self._pw.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
-        self.page = self.browser.new_page(viewport={"width": 1800, "height": 1000})
+        self.page = self.browser.new_page(viewport={"width": self.viewport[0], "height": self.viewport[1]})
         self.page.goto(self.server.url + "/", wait_until="domcontentloaded", timeout=60000)
         self.page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph", timeout=60000)
         return self

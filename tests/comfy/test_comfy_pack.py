@@ -12,27 +12,28 @@ import concurrent.futures
 import copy
 import json
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from comfy_helpers import (ONE_FRAME_VIDEO, PACK_NAME, REPO, SMALL_FRAMES, SMALL_SIZE, Frontend,
-                           chromium_path, error_of, find, output_files, shrink, status_messages, ui_to_api,
-                           video_frames, video_info)
+from comfy_helpers import (ONE_FRAME_VIDEO, PACK_NAME, REPO, SMALL_FRAMES, SMALL_SIZE, WORKFLOW_DIR, Frontend,
+                           Server, chromium_path, error_of, find, frontend_version, latest_frontend_root,
+                           make_base, output_files, shrink, status_messages, ui_to_api, video_frames, video_info)
 
 DMT_NODES = ["DMTLoadZeroScope", "DMTInvertVideo", "DMTExtractTargets", "DMTLowFrequencyInit",
              "DMTGuidedSampler", "DMTSaveInversion", "DMTLoadInversion"]
 # The motion-customization workflows need a trained motion; tests/comfy/test_customize_nodes.py runs them.
 CUSTOMIZE_WORKFLOWS = {"dmt_customize_motion.json", "dmt_text_to_video.json"}
-WORKFLOWS = sorted(p for p in (REPO / "workflows").glob("*.json") if p.name not in CUSTOMIZE_WORKFLOWS)
+WORKFLOWS = sorted(p for p in WORKFLOW_DIR.glob("*.json") if p.name not in CUSTOMIZE_WORKFLOWS)
+SCREENSHOTS = Path(os.environ.get("DMT_SCREENSHOT_DIR", "/tmp/dmt_workflow_screenshots"))
 DOWNLOAD_ENTRY = "zeroscope_v2_576w (download cerspense/zeroscope_v2_576w on first use)"
-SCREENSHOT = Path("/tmp/dmt_workflow.png")
 
 
 def load_workflow(name: str) -> dict:
-    return json.loads((REPO / "workflows" / name).read_text())
+    return json.loads((WORKFLOW_DIR / name).read_text())
 
 
 def basic_prompt(object_info: dict, **sampler) -> dict:
@@ -99,16 +100,19 @@ def test_workflow_runs(server, object_info, path):
     assert len(files) == n_video and n_video >= 1
     for f in files:
         assert f.is_file(), f
-        assert video_info(f) == (SMALL_FRAMES, *SMALL_SIZE), f
+        if f.parent.name == "dmt" and f.name.startswith("compare"):  # input | result side by side
+            frames, width, height = video_info(f)
+            assert frames == SMALL_FRAMES and width > 2 * height, (f, frames, width, height)
+        else:
+            assert video_info(f) == (SMALL_FRAMES, *SMALL_SIZE), f
     if path.name == "dmt_prompt_sweep.json":
         a, b = [video_frames(f) for f in files if f.suffix == ".webp"]
         assert not np.array_equal(a, b), "two prompts/seeds gave the same video"
 
 
-# --- the real frontend ---------------------------------------------------------------------
+# --- the real frontend: the pinned package and the newest one, workflows from the template endpoint ---
 
-@pytest.fixture(scope="module")
-def frontend(server):
+def _need_browser() -> None:
     missing = None if chromium_path() else "no chromium (apt-get install chromium)"
     try:
         import playwright  # noqa: F401
@@ -118,27 +122,76 @@ def frontend(server):
         if os.environ.get("DMT_REQUIRE_COMFY") == "1":
             pytest.fail(missing + " (DMT_REQUIRE_COMFY=1: CI must run the frontend tests)")
         pytest.skip(missing)
-    with Frontend(server) as fe:
-        yield fe
+
+
+@pytest.fixture(scope="module", params=["pinned", "latest"])
+def frontend(request, server, comfy_dir, tmp_path_factory):
+    """The frontend of the pinned comfyui-frontend-package (ComfyUI's requirement), and the newest
+    one (.ci/setup_comfyui.sh puts it in WORK/frontend-latest; a second server serves it)."""
+    _need_browser()
+    srv, own = server, None
+    if request.param == "latest":
+        root = latest_frontend_root(comfy_dir)
+        if root is None:
+            msg = "the newest frontend is not installed (bash .ci/setup_comfyui.sh WORK)"
+            if os.environ.get("DMT_REQUIRE_COMFY") == "1":
+                pytest.fail(msg)
+            pytest.skip(msg)
+        base = make_base(tmp_path_factory.mktemp("comfy-base-latest-frontend"))
+        srv = own = Server(comfy_dir, base, cache=False, front_end_root=root).start()
+    try:
+        with Frontend(srv) as fe:
+            fe.version = frontend_version(srv.front_end_root)
+            fe.label = request.param
+            yield fe
+    finally:
+        if own is not None:
+            own.stop()
+
+
+def test_workflows_are_templates_with_thumbnails(server):
+    """ComfyUI's template browser lists every workflow of the pack, and serves it and its .jpg."""
+    listed = server.get("/workflow_templates")
+    assert sorted(listed.get(PACK_NAME, [])) == sorted(p.stem for p in WORKFLOWS), listed
+    for path in WORKFLOWS:
+        assert server.get(f"/api/workflow_templates/{PACK_NAME}/{path.name}") == json.loads(path.read_text())
+        with urllib.request.urlopen(f"{server.url}/api/workflow_templates/{PACK_NAME}/{path.stem}.jpg") as r:
+            assert r.headers["Content-Type"] == "image/jpeg" and r.read(3) == b"\xff\xd8\xff", path.stem
+
+
+def test_example_clip_is_copied_into_input(server):
+    """The pack copies its example clip into ComfyUI's input folder on load (the workflows name it)."""
+    from dmt.io.example_clip import EXAMPLE_CLIP_NAME
+
+    copied = server.base / "input" / EXAMPLE_CLIP_NAME
+    assert copied.read_bytes() == (REPO / "example_inputs" / EXAMPLE_CLIP_NAME).read_bytes()
+    names = {n["type"]: n["widgets_values"][0] for p in WORKFLOWS for n in json.loads(p.read_text())["nodes"]
+             if n["type"] == "LoadVideo"}
+    assert names == {"LoadVideo": EXAMPLE_CLIP_NAME}
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.name for p in WORKFLOWS])
-def test_workflow_in_frontend(server, object_info, frontend, path):
-    workflow = json.loads(path.read_text())
+def test_workflow_in_frontend(frontend, object_info, path):
+    """Open each workflow from the template endpoint in the real frontend, as a user would: no
+    missing node types, the frontend's conversion matches ours, and what it queues (tiny model,
+    shipped clip) passes validation and runs."""
+    srv = frontend.server
+    workflow = srv.get(f"/api/workflow_templates/{PACK_NAME}/{path.name}")
     missing = frontend.load(workflow, path.name)
-    assert missing == [], f"frontend lacks node types {missing}"
-    if path.name == "dmt_basic.json":
-        frontend.page.evaluate("() => { app.canvas.ds.scale = 0.62; app.canvas.ds.offset = [100, 170]; "
-                               "app.graph.setDirtyCanvas(true, true); }")
-        frontend.page.wait_for_timeout(500)
-        frontend.page.screenshot(path=str(SCREENSHOT))
+    assert missing == [], f"frontend {frontend.version} lacks node types {missing}"
+    frontend.page.wait_for_timeout(800)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    frontend.page.screenshot(path=str(SCREENSHOTS / f"{frontend.label}-{frontend.version}-{path.stem}.png"))
     ui_prompt = frontend.graph_to_prompt()
-    strip = lambda p: {k: {"class_type": v["class_type"], "inputs": v["inputs"]} for k, v in p.items()}
-    assert strip(ui_prompt) == ui_to_api(workflow, object_info), "the frontend converts differently"
-    # Queue what the frontend made (small settings) and check it runs.
-    entry = server.run(shrink(strip(ui_prompt)))
+    def strip(p):  # drop frontend-only widget values (e.g. LoadVideo's 'video-preview'); the server ignores them
+        known = lambda t: {**object_info[t]["input"].get("required", {}), **object_info[t]["input"].get("optional", {})}
+        return {k: {"class_type": v["class_type"],
+                    "inputs": {n: x for n, x in v["inputs"].items() if n in known(v["class_type"])}} for k, v in p.items()}
+    assert strip(ui_prompt) == ui_to_api(workflow, object_info), f"frontend {frontend.version} converts differently"
+    # Queue what the frontend made (small settings): no validation error, and it runs.
+    entry = srv.run(shrink(strip(ui_prompt)))
     assert_success(entry)
-    assert all(video_info(f)[0] == SMALL_FRAMES for f in saved_files(server.base, entry))
+    assert all(video_info(f)[0] == SMALL_FRAMES for f in saved_files(srv.base, entry))
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -209,6 +262,10 @@ def test_saved_inversion_reproduces_the_run(server, object_info):
     second = copy.deepcopy(prompt)
     for nid in (inv_id, tg_id, "90", *find(prompt, "LoadVideo"), *find(prompt, "GetVideoComponents")):
         del second[nid]
+    comps = find(prompt, "GetVideoComponents")[0]
+    for node in second.values():  # the frame rate came from the (now removed) input video
+        if node["inputs"].get("fps") == [comps, 2]:
+            node["inputs"]["fps"] = 8.0
     loader = find(prompt, "DMTLoadZeroScope")[0]
     second["91"] = {"class_type": "DMTLoadInversion",
                     "inputs": {"model": [loader, 0], "file": f"{saved['subfolder']}/{saved['filename']} [output]"}}
