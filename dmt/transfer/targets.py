@@ -64,11 +64,16 @@ def extract_targets(
     check_inversion_covers(model.scheduler, inversion.num_inversion_steps, schedule.guided)
     lacking = [t for t in schedule.guided if t not in inversion.latents]
     if lacking:
-        raise InversionMismatchError(
-            f"The inversion kept no latent at guided timesteps {lacking[:5]}: it was made for "
-            f"{inversion.num_sampling_steps} sampling steps, not {num_steps}. Invert again with "
-            f"{num_steps} sampling steps."
-        )
+        if inversion.num_sampling_steps != num_steps:
+            why = (f"it was made for {inversion.num_sampling_steps} sampling steps, not {num_steps}. Invert again "
+                   f"with {num_steps} sampling steps")
+        else:
+            kept = sorted((t for t in inversion.latents if t != inversion.noisiest_t), reverse=True)
+            span = f"{kept[0]} … {kept[-1]}" if kept else "none"
+            why = (f"it keeps only the latents its own guidance window needs (guided timesteps {span}). Invert "
+                   f"again with guidance window {tuple(guidance_window)} (or keep_all=True, which keeps every "
+                   f"sampling timestep), or use a window inside the kept one")
+        raise InversionMismatchError(f"The inversion kept no latent at guided timesteps {lacking[:5]}: {why}.")
     text = encode_prompt(model, inversion.source_prompt)
     paths = tuple(feature_paths)
     smms: dict[int, dict[str, torch.Tensor]] = {}
