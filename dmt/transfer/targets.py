@@ -9,7 +9,7 @@ import torch
 
 from ..models.grad_modes import evaluation
 from ..errors import InputError, InversionMismatchError, explain_out_of_memory
-from ..transfer.features import FEATURE_PATHS, spatial_marginal_mean, truncated_forward
+from ..transfer.features import FEATURE_PATHS, spatial_marginal_mean, truncated_unet
 from ..transfer.inversion import Inversion
 from ..models.zeroscope import ZeroScope, same_model
 from ..io.progress import CheckInterrupt, OnStep, checkpoint, never_interrupt, no_progress
@@ -77,11 +77,11 @@ def extract_targets(
     text = encode_prompt(model, inversion.source_prompt)
     paths = tuple(feature_paths)
     smms: dict[int, dict[str, torch.Tensor]] = {}
-    with explain_out_of_memory("target extraction"), evaluation():
+    with explain_out_of_memory("target extraction"), evaluation(), truncated_unet(model, paths) as forward:
         for k, t in enumerate(schedule.guided):
             checkpoint(check_interrupt)
             latent = inversion.latents[t].to(model.device).clone()
-            feats = truncated_forward(model, latent, t, text, paths)
+            feats = forward(latent, t, text)
             smms[t] = {p: spatial_marginal_mean(feats[p], inversion.num_frames)[0] for p in paths}
             on_step("targets", k + 1, len(schedule.guided), None)
     return Targets(smms=smms, schedule=schedule, feature_paths=paths, num_frames=inversion.num_frames,
