@@ -63,6 +63,10 @@ class ZeroScope:
 
     @property
     def device(self) -> torch.device:
+        """The UNet's device: that of its first parameter (diffusers' `unet.device` without its
+        walk over all submodules for group-offloading hooks, which dmt does not use)."""
+        for p in self.unet.parameters():
+            return p.device
         return self.unet.device
 
     @property
