@@ -349,8 +349,8 @@ def run(args) -> dict:
         edit = None
         if not args.no_edit:
             n_inv_edit = args.edit_inversion_steps
-            settings = GuidanceSettings()
-            say(f"whole edit (inversion {n_inv_edit} steps, authors' sampler defaults) …")
+            settings = dmt.preset_kwargs(args.preset)["settings"]
+            say(f"whole edit (preset {args.preset}, inversion {n_inv_edit} steps) …")
             if device.type == "cuda":
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(device)
@@ -368,7 +368,8 @@ def run(args) -> dict:
                 edit_s = time.perf_counter() - t0
             edit_cpu_s = time.process_time() - c0
             assert out.frames.shape == (F, H, W, 3)
-            edit = dict(seconds=edit_s, inversion_steps=n_inv_edit, low_memory=args.low_memory,
+            edit = dict(seconds=edit_s, inversion_steps=n_inv_edit, low_memory=args.low_memory, preset=args.preset,
+                        restart_sampling=settings.restart_sampling,
                         runs=1, peak_rss_bytes=peak_rss_bytes(), rss_bytes=rss_bytes())
             if device.type == "cpu":
                 edit["cpu_seconds"] = edit_cpu_s
@@ -392,7 +393,7 @@ def run(args) -> dict:
     res["cost_in_forwards"] = costs
     res["unet_fwd_b2_in_forwards"] = res["unet_fwd_b2"]["median_s"] / fwd
     if edit is not None:
-        work = unet_work(edit["inversion_steps"])
+        work = unet_work(edit["inversion_steps"], restart_sampling=edit["restart_sampling"])
         # Floor: every counted UNet pass at its bare cost (plain diffusers calls with no dmt code:
         # full forward at batch 1 / 2, truncated forward, truncated forward + backward of a trivial
         # loss), timed in this process. The forwards are timed before and after the edit and the
@@ -433,7 +434,9 @@ def run(args) -> dict:
         height=H, repeats=R, threads=torch.get_num_threads(), torch=torch.__version__,
         diffusers=__import__("diffusers").__version__, python=platform.python_version(), params=n_params,
         low_memory=args.low_memory, speed_options=applied, sdpa_backend=args.sdpa_backend,
-        attention=args.attention, notes=notes,
+        attention=args.attention, notes=notes, preset=args.preset,
+        date=__import__("datetime").datetime.now(__import__("datetime").timezone.utc).isoformat(timespec="seconds"),
+        load_average=os.getloadavg(), command=" ".join(sys.argv),
     )
     return dict(meta=meta, results=res)
 
@@ -490,7 +493,7 @@ def table(report: dict) -> str:
     if "whole_edit" in r:
         e = r["whole_edit"]
         rows.append((f"whole edit (inv {e['inversion_steps']}, 1 run)", fmt_s(e["seconds"]), fmt_b(e.get(mem_key)),
-                     "low memory" if e["low_memory"] else "default"))
+                     f"preset {e.get('preset', 'authors')}" + (", low memory" if e["low_memory"] else "")))
     widths = [max(len(str(x[i])) for x in rows) for i in range(4)]
     lines = [f"device: {meta['device']} ({meta['device_type']}), dtype {meta['dtype']}, size {meta['size']}, "
              f"{meta['frames']} frames {meta['width']}x{meta['height']}, repeats {meta['repeats']}, "
@@ -543,6 +546,8 @@ def main(argv=None) -> int:
     ap.add_argument("--edit-inversion-steps", type=int, default=None,
                     help="inversion steps of the whole edit (default 999 = authors' on cuda, 50 on cpu; "
                          "must be valid for 50 sampling steps: 50, 100, 200, 250, 500, 999)")
+    ap.add_argument("--preset", choices=("authors", "fast"), default="authors",
+                    help="settings of the whole edit (dmt.transfer.presets); its inversion steps on cuda")
     ap.add_argument("--no-edit", action="store_true", help="skip the whole edit (and the floor comparison)")
     ap.add_argument("--low-memory", action="store_true",
                     help="checkpointed guided step; whole edit with transfer(low_memory=True)")
@@ -560,7 +565,8 @@ def main(argv=None) -> int:
     args.width = args.width or (576 if full else 64)
     args.height = args.height or (320 if full else 64)
     if args.edit_inversion_steps is None:
-        args.edit_inversion_steps = 999 if args.device.startswith("cuda") else 50
+        args.edit_inversion_steps = (dmt.get_preset(args.preset).num_inversion_steps
+                                     if args.device.startswith("cuda") else 50)
     if args.threads is None and args.device == "cpu":
         args.threads = 1
     args.repeats = args.repeats or 5
