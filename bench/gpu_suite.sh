@@ -4,11 +4,13 @@
 #   bash bench/gpu_suite.sh [quick|full] [OUT_DIR]   (default: quick bench/results; OUT_DIR relative
 #                                                    to the repository root)
 #
-# quick: the runs that answer the targets (peak memory ≤ 12 GB default / ≤ 8 GB low-memory,
-#        overhead over the UNet-work floor, whole authors' edit time incl. its real 999-step
-#        inversion, the fast preset) and the cheap speed options (bf16, channels_last, SDPA backends).
-# full:  adds torch.compile, CUDA graphs (reduce-overhead), the classic attention processor and a
-#        separate 999-step inversion (compile times are unknown: each run has its own timeout).
+# quick: the 4 runs that answer the targets: peak memory (≤ 12 GB default, ≤ 8 GB low-memory),
+#        overhead over the UNet-work floor, the whole authors' edit incl. its real 999-step
+#        inversion, the fast preset, bf16 vs fp16. Estimated (not measured) 8-12 min on an H100,
+#        about 1 min of it building the random model per run.
+# full:  adds channels_last, the SDPA backends, torch.compile, CUDA graphs (reduce-overhead), the
+#        classic attention processor, a separate 999-step inversion and an fp32 authors' edit
+#        (compile times are unknown: each run has its own timeout).
 # Every run writes OUT_DIR/gpu-<name>-<date>.json and .txt; a failed or timed-out run is logged
 # and the suite goes on. Sized for an H100/H200; not yet run on one (no GPU so far). Per-run
 # limit: RUN_TIMEOUT seconds (default 420).
@@ -39,19 +41,19 @@ run() {
 
 # 1. Default (fp16): every per-op time and peak, the whole authors' edit (999-step inversion) with
 #    its peak GPU memory and overhead over the UNet-work floor.
-run fp16-authors --dtype float16 --repeats 3 --preset authors
+run fp16-authors --dtype float16 --repeats 2 --preset authors
 # 2. The fast preset's whole edit (100 inversion steps, no restart).
 run fp16-fast --dtype float16 --repeats 2 --preset fast
 # 3. Low-memory mode (checkpointed guided step, text encoder and VAE off the GPU while idle).
 run fp16-lowmem-fast --dtype float16 --repeats 2 --preset fast --low-memory
-# 4. Precision and kernels (per-op times, no whole edit).
-run bf16 --dtype bfloat16 --repeats 3 --no-edit
-run fp16-channels-last --dtype float16 --repeats 3 --no-edit --channels-last
-run fp16-sdpa-flash --dtype float16 --repeats 3 --no-edit --sdpa-backend flash
-run fp16-sdpa-efficient --dtype float16 --repeats 3 --no-edit --sdpa-backend efficient
-run fp16-sdpa-cudnn --dtype float16 --repeats 3 --no-edit --sdpa-backend cudnn
+# 4. bf16 vs fp16 (per-op times and peaks, no whole edit).
+run bf16 --dtype bfloat16 --repeats 2 --no-edit
 
 if [ "$MODE" = full ]; then
+  run fp16-channels-last --dtype float16 --repeats 3 --no-edit --channels-last
+  run fp16-sdpa-flash --dtype float16 --repeats 3 --no-edit --sdpa-backend flash
+  run fp16-sdpa-efficient --dtype float16 --repeats 3 --no-edit --sdpa-backend efficient
+  run fp16-sdpa-cudnn --dtype float16 --repeats 3 --no-edit --sdpa-backend cudnn
   run fp16-compile --dtype float16 --repeats 3 --no-edit --compile
   run fp16-cudagraphs --dtype float16 --repeats 3 --no-edit --compile --compile-mode reduce-overhead
   run fp16-classic-attention --dtype float16 --repeats 3 --no-edit --attention classic
