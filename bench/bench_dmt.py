@@ -61,6 +61,7 @@ from dmt.transfer.sampler import GuidanceSettings, denoise_step, optimize_latent
 from dmt.transfer.ddim import renoise  # noqa: E402
 from dmt.transfer.schedule import make_schedule, previous_timestep  # noqa: E402
 from dmt.models.text import encode_prompt  # noqa: E402
+from dmt.transfer.features import FEATURE_PATHS  # noqa: E402
 from dmt.models.unet import frozen, predict_noise  # noqa: E402
 
 GB = 1024**3
@@ -102,7 +103,7 @@ class Timer:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(self.device)
             base = torch.cuda.memory_allocated(self.device)
-        times = []
+        times, cpu_times = [], []
         for _ in range(repeats):
             if self.cuda:
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -112,16 +113,60 @@ class Timer:
                 end.synchronize()
                 times.append(start.elapsed_time(end) / 1000.0)
             else:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 fn()
                 times.append(time.perf_counter() - t0)
+                cpu_times.append(time.process_time() - c0)
         out = dict(median_s=statistics.median(times), min_s=min(times), times_s=times, repeats=repeats, warmup=warmup)
+        if cpu_times:  # process CPU time: with 1 thread, robust to other jobs on a shared machine
+            out["median_cpu_s"] = statistics.median(cpu_times)
         if self.cuda:
             out["peak_cuda_bytes"] = torch.cuda.max_memory_allocated(self.device)
             out["cuda_bytes_before"] = base
         out["rss_bytes"] = rss_bytes()
         out["peak_rss_bytes"] = peak_rss_bytes()
         return out
+
+
+# ---------------------------------------------------------------------------- bare UNet work
+
+
+class _Stop(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def bare_truncated(unet: torch.nn.Module, paths: tuple[str, ...]):
+    """A minimal truncated forward with no dmt code: plain forward hooks registered once, the
+    last one raising to stop the forward. Yields run(x, t, text) → {path: activation}."""
+    store: dict = {}
+
+    def make(name: str, last: bool):
+        def hook(_m, _i, out):
+            store[name] = out[0] if isinstance(out, tuple) else out
+            if last:
+                raise _Stop
+
+        return hook
+
+    handles = [unet.get_submodule(p).register_forward_hook(make(p, i == len(paths) - 1)) for i, p in enumerate(paths)]
+
+    def run(x, t, text):
+        try:
+            unet(x, t, encoder_hidden_states=text, return_dict=False)
+        except _Stop:
+            pass
+        return store
+
+    try:
+        yield run
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def autocast_ctx(device: torch.device, dtype: torch.dtype):
+    return contextlib.nullcontext() if dtype == torch.float32 else torch.autocast(device.type, dtype=dtype)
 
 
 # ---------------------------------------------------------------------------- model
@@ -212,6 +257,34 @@ def run(args) -> dict:
             say("unet forward batch 2 …")
             x2 = torch.cat([x, x])
             res["unet_fwd_b2"] = timer.measure(lambda: predict_noise(model, x2, 500, text_cfg), R)
+            # The floor's units: bare diffusers calls, no dmt code at all.
+            say("bare UNet calls (floor) …")
+
+            def bare_fwd(z, tx):
+                with autocast_ctx(device, dtype):
+                    return model.unet(z, 500, encoder_hidden_states=tx, return_dict=False)[0]
+
+            res["bare_fwd_b1"] = timer.measure(lambda: bare_fwd(x, text), R)
+            res["bare_fwd_b2"] = timer.measure(lambda: bare_fwd(x2, text_cfg), R)
+            with bare_truncated(model.unet, FEATURE_PATHS) as trunc:
+                def bare_trunc():
+                    with autocast_ctx(device, dtype):
+                        trunc(x, t_guided, text)
+
+                res["bare_truncated"] = timer.measure(bare_trunc, R)
+        with torch.inference_mode(False), frozen(model.unet), torch.enable_grad(), \
+                gradient_checkpointing(model.unet, args.low_memory), bare_truncated(model.unet, FEATURE_PATHS) as trunc:
+            xg = x.detach().clone().requires_grad_(True)
+
+            def bare_guided():
+                with autocast_ctx(device, dtype):
+                    feats = trunc(xg, t_guided, text)
+                loss = sum(v.float().mean() for v in feats.values())
+                loss.backward()
+                feats.clear()
+                xg.grad = None
+
+            res["bare_guided_iteration"] = timer.measure(bare_guided, R)
 
         # --- inversion (a real invert_latents run; per step = total / steps)
         n_inv = args.inversion_probe_steps or (50 if device.type == "cuda" else 5)
@@ -276,12 +349,12 @@ def run(args) -> dict:
         edit = None
         if not args.no_edit:
             n_inv_edit = args.edit_inversion_steps
-            settings = GuidanceSettings()
-            say(f"whole edit (inversion {n_inv_edit} steps, authors' sampler defaults) …")
+            settings = dmt.preset_kwargs(args.preset)["settings"]
+            say(f"whole edit (preset {args.preset}, inversion {n_inv_edit} steps) …")
             if device.type == "cuda":
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(device)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             if device.type == "cuda":
                 start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
                 start.record()
@@ -293,16 +366,20 @@ def run(args) -> dict:
                 edit_s = start.elapsed_time(end) / 1000.0
             else:
                 edit_s = time.perf_counter() - t0
+            edit_cpu_s = time.process_time() - c0
             assert out.frames.shape == (F, H, W, 3)
-            edit = dict(seconds=edit_s, inversion_steps=n_inv_edit, low_memory=args.low_memory,
+            edit = dict(seconds=edit_s, inversion_steps=n_inv_edit, low_memory=args.low_memory, preset=args.preset,
+                        restart_sampling=settings.restart_sampling,
                         runs=1, peak_rss_bytes=peak_rss_bytes(), rss_bytes=rss_bytes())
+            if device.type == "cpu":
+                edit["cpu_seconds"] = edit_cpu_s
             if device.type == "cuda":
                 edit["peak_cuda_bytes"] = torch.cuda.max_memory_allocated(device)
             res["whole_edit"] = edit
             # The plain forwards again, right after the edit (the floor uses both timings).
             with ev():
-                res["unet_fwd_b1_after"] = timer.measure(lambda: predict_noise(model, x, 500, text), R)
-                res["unet_fwd_b2_after"] = timer.measure(lambda: predict_noise(model, x2, 500, text_cfg), R)
+                res["bare_fwd_b1_after"] = timer.measure(lambda: bare_fwd(x, text), R)
+                res["bare_fwd_b2_after"] = timer.measure(lambda: bare_fwd(x2, text_cfg), R)
 
     # ---------------------------------------------------------------- UNet-work floor
     fwd = res["unet_fwd_b1"]["median_s"]
@@ -316,29 +393,30 @@ def run(args) -> dict:
     res["cost_in_forwards"] = costs
     res["unet_fwd_b2_in_forwards"] = res["unet_fwd_b2"]["median_s"] / fwd
     if edit is not None:
-        work = unet_work(edit["inversion_steps"])
-        # Floor: every counted pass at its bare UNet cost (batch-2 forward for denoise/restart,
-        # the guided iteration as measured), timed in this process.
-        bare = dict(inversion=1.0, targets=costs["targets"], guided_iterations=costs["guided_iterations"],
-                    denoise=res["unet_fwd_b2_in_forwards"], restart=res["unet_fwd_b2_in_forwards"])
-        fe = forward_equivalents(work, bare)
-        # Plain-forward time: the lower of the medians before and after the edit (a shared
-        # machine only ever adds time); the same with each op's fastest repeat as a check.
-        fwd_floor = min(fwd, res["unet_fwd_b1_after"]["median_s"])
-        floor_s = fe * fwd_floor
-        mins = {k: res[k]["min_s"] for k in ("unet_fwd_b1", "unet_fwd_b1_after", "unet_fwd_b2", "unet_fwd_b2_after")}
-        fwd_min = min(mins["unet_fwd_b1"], mins["unet_fwd_b1_after"])
-        bare_min = dict(inversion=1.0, targets=res["targets"]["min_s"] / res["targets"]["timesteps"] / fwd_min,
-                        guided_iterations=res["guided_step"]["min_s"] / res["guided_step"]["iterations"] / fwd_min,
-                        denoise=min(mins["unet_fwd_b2"], mins["unet_fwd_b2_after"]) / fwd_min)
-        bare_min["restart"] = bare_min["denoise"]
-        floor_min_s = forward_equivalents(work, bare_min) * fwd_min
+        work = unet_work(edit["inversion_steps"], restart_sampling=edit["restart_sampling"])
+        # Floor: every counted UNet pass at its bare cost (plain diffusers calls with no dmt code:
+        # full forward at batch 1 / 2, truncated forward, truncated forward + backward of a trivial
+        # loss), timed in this process. The forwards are timed before and after the edit and the
+        # lower median is used (a shared machine only ever adds time).
+        def floor_of(key: str) -> float:
+            b1 = min(res["bare_fwd_b1"][key], res["bare_fwd_b1_after"][key])
+            b2 = min(res["bare_fwd_b2"][key], res["bare_fwd_b2_after"][key])
+            unit = dict(inversion=b1, targets=res["bare_truncated"][key],
+                        guided_iterations=res["bare_guided_iteration"][key], denoise=b2, restart=b2)
+            return sum(n * unit[k] for k, n in work.items())
+
         vae_s = res["encode"]["median_s"] + res["decode"]["median_s"]
-        res["floor"] = dict(work=work, forward_equivalents=fe, floor_s=floor_s, edit_s=edit["seconds"],
+        floor_s = floor_of("median_s")
+        res["floor"] = dict(work=work, floor_s=floor_s, edit_s=edit["seconds"],
                             overhead_pct=100 * (edit["seconds"] / floor_s - 1),
-                            vae_s=vae_s, overhead_excl_vae_pct=100 * ((edit["seconds"] - vae_s) / floor_s - 1),
-                            floor_from_fastest_repeats_s=floor_min_s,
-                            overhead_vs_fastest_pct=100 * (edit["seconds"] / floor_min_s - 1))
+                            vae_s=vae_s, overhead_excl_vae_pct=100 * ((edit["seconds"] - vae_s) / floor_s - 1))
+        if "cpu_seconds" in edit:
+            floor_cpu = floor_of("median_cpu_s")
+            vae_cpu = res["encode"]["median_cpu_s"] + res["decode"]["median_cpu_s"]
+            res["floor"].update(floor_cpu_s=floor_cpu, edit_cpu_s=edit["cpu_seconds"],
+                                overhead_cpu_pct=100 * (edit["cpu_seconds"] / floor_cpu - 1),
+                                vae_cpu_s=vae_cpu,
+                                overhead_cpu_excl_vae_pct=100 * ((edit["cpu_seconds"] - vae_cpu) / floor_cpu - 1))
 
     # ---------------------------------------------------------------- presets (estimate)
     est = {}
@@ -356,7 +434,9 @@ def run(args) -> dict:
         height=H, repeats=R, threads=torch.get_num_threads(), torch=torch.__version__,
         diffusers=__import__("diffusers").__version__, python=platform.python_version(), params=n_params,
         low_memory=args.low_memory, speed_options=applied, sdpa_backend=args.sdpa_backend,
-        attention=args.attention, notes=notes,
+        attention=args.attention, notes=notes, preset=args.preset,
+        date=__import__("datetime").datetime.now(__import__("datetime").timezone.utc).isoformat(timespec="seconds"),
+        load_average=os.getloadavg(), command=" ".join(sys.argv),
     )
     return dict(meta=meta, results=res)
 
@@ -406,10 +486,14 @@ def table(report: dict) -> str:
     row("VAE encode (all frames)", "encode")
     row("VAE decode (all frames)", "decode")
     row("text encode (1 prompt)", "text_encode")
+    row("bare forward, batch 1", "bare_fwd_b1", note="floor unit: plain unet() call")
+    row("bare forward, batch 2", "bare_fwd_b2", note="floor unit")
+    row("bare truncated forward", "bare_truncated", note="floor unit (hooks, no grad)")
+    row("bare truncated fwd + bwd", "bare_guided_iteration", note="floor unit (trivial loss, no Adam)")
     if "whole_edit" in r:
         e = r["whole_edit"]
         rows.append((f"whole edit (inv {e['inversion_steps']}, 1 run)", fmt_s(e["seconds"]), fmt_b(e.get(mem_key)),
-                     "low memory" if e["low_memory"] else "default"))
+                     f"preset {e.get('preset', 'authors')}" + (", low memory" if e["low_memory"] else "")))
     widths = [max(len(str(x[i])) for x in rows) for i in range(4)]
     lines = [f"device: {meta['device']} ({meta['device_type']}), dtype {meta['dtype']}, size {meta['size']}, "
              f"{meta['frames']} frames {meta['width']}x{meta['height']}, repeats {meta['repeats']}, "
@@ -424,14 +508,16 @@ def table(report: dict) -> str:
         f = r["floor"]
         w = f["work"]
         lines.append("")
-        lines.append(f"UNet work of the edit: {w['inversion']} inversion fwd + {w['targets']} target fwd (truncated) + "
-                     f"{w['guided_iterations']} guided its + {w['denoise']} denoise + {w['restart']} restart passes (batch 2)"
-                     f" = {f['forward_equivalents']:.0f} batch-1 forward equivalents")
+        lines.append(f"UNet work of the edit: {w['inversion']} inversion fwd + {w['targets']} truncated target fwd + "
+                     f"{w['guided_iterations']} guided its (truncated fwd + bwd) + {w['denoise']} denoise + "
+                     f"{w['restart']} restart passes (batch 2)")
         lines.append(f"UNet-work floor {fmt_s(f['floor_s']).strip()}; edit {fmt_s(f['edit_s']).strip()}; "
                      f"overhead {f['overhead_pct']:+.1f} % ({f['overhead_excl_vae_pct']:+.1f} % without VAE "
-                     f"encode/decode {fmt_s(f['vae_s']).strip()})")
-        lines.append(f"  (floor from each op's fastest repeat: {fmt_s(f['floor_from_fastest_repeats_s']).strip()}, "
-                     f"overhead {f['overhead_vs_fastest_pct']:+.1f} %)")
+                     f"encode/decode {fmt_s(f['vae_s']).strip()})  [wall time]")
+        if "floor_cpu_s" in f:
+            lines.append(f"UNet-work floor {fmt_s(f['floor_cpu_s']).strip()}; edit {fmt_s(f['edit_cpu_s']).strip()}; "
+                         f"overhead {f['overhead_cpu_pct']:+.1f} % ({f['overhead_cpu_excl_vae_pct']:+.1f} % without "
+                         f"VAE)  [process CPU time]")
     c = r["cost_in_forwards"]
     lines.append("per-op cost in batch-1 forwards: " + ", ".join(f"{k} {v:.2f}" for k, v in c.items()))
     p = r["presets_estimate"]
@@ -460,6 +546,8 @@ def main(argv=None) -> int:
     ap.add_argument("--edit-inversion-steps", type=int, default=None,
                     help="inversion steps of the whole edit (default 999 = authors' on cuda, 50 on cpu; "
                          "must be valid for 50 sampling steps: 50, 100, 200, 250, 500, 999)")
+    ap.add_argument("--preset", choices=("authors", "fast"), default="authors",
+                    help="settings of the whole edit (dmt.transfer.presets); its inversion steps on cuda")
     ap.add_argument("--no-edit", action="store_true", help="skip the whole edit (and the floor comparison)")
     ap.add_argument("--low-memory", action="store_true",
                     help="checkpointed guided step; whole edit with transfer(low_memory=True)")
@@ -477,7 +565,8 @@ def main(argv=None) -> int:
     args.width = args.width or (576 if full else 64)
     args.height = args.height or (320 if full else 64)
     if args.edit_inversion_steps is None:
-        args.edit_inversion_steps = 999 if args.device.startswith("cuda") else 50
+        args.edit_inversion_steps = (dmt.get_preset(args.preset).num_inversion_steps
+                                     if args.device.startswith("cuda") else 50)
     if args.threads is None and args.device == "cpu":
         args.threads = 1
     args.repeats = args.repeats or 5

@@ -9,6 +9,7 @@ import folder_paths
 from comfy_api.latest import io
 
 from .. import dmt
+from ..dmt.transfer.inversion import DEFAULT_GUIDANCE_WINDOW
 from ..dmt.transfer.loss import LOSS_FORMS
 from ..dmt.transfer.schedule import check_inversion_covers
 
@@ -142,9 +143,10 @@ class DMTInvertVideo(io.ComfyNode):
         check_inversion_covers(model.scheduler, inversion_steps,
                                dmt.make_schedule(model.scheduler, sampling_steps).guided)
         with run_scope(), applied_motions(model):
+            # keep_all: 'Extract SMM Targets' may choose any guidance window after this node ran.
             inversion = dmt.invert_video(model, frames, source_prompt, inversion_steps, sampling_steps,
                                          on_step=Progress(inversion_steps), check_interrupt=check_interrupt,
-                                         context=context)
+                                         context=context, keep_all=True)
         return io.NodeOutput(inversion)
 
 
@@ -321,7 +323,9 @@ class DMTSaveInversion(io.ComfyNode):
             category=CATEGORY,
             description=(
                 "Saves an inversion (and optionally its SMM targets) to ComfyUI's output folder as a "
-                ".safetensors file, so a long 999-step inversion can be reused later with 'Load Inversion (DMT)'."
+                ".safetensors file, so a long 999-step inversion can be reused later with 'Load Inversion (DMT)'. "
+                "The file keeps only the latents later steps read: those of the targets' guidance window, or of "
+                "the authors' window (0.6-1.0) when no targets are connected."
             ),
             is_output_node=True,
             inputs=[
@@ -338,7 +342,8 @@ class DMTSaveInversion(io.ComfyNode):
         out_dir = folder_paths.get_output_directory()
         full_folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, out_dir)
         name = f"{filename}_{counter:05}_{INVERSION_SUFFIX}"
-        dmt.save_inversion(Path(full_folder) / name, inversion, targets)
+        dmt.save_inversion(Path(full_folder) / name, inversion, targets,
+                           guidance_window=None if targets is not None else DEFAULT_GUIDANCE_WINDOW)
         return io.NodeOutput(ui={"inversions": [{"filename": name, "subfolder": subfolder, "type": "output"}]})
 
 

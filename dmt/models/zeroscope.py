@@ -63,10 +63,20 @@ class ZeroScope:
 
     @property
     def device(self) -> torch.device:
+        """The UNet's device: that of its first parameter (diffusers' `unet.device` without its
+        walk over all submodules for group-offloading hooks, which dmt does not use)."""
+        for p in self.unet.parameters():
+            return p.device
         return self.unet.device
 
     @property
     def dtype(self) -> torch.dtype:
+        """The UNet's dtype: that of its first floating-point parameter. The same answer as
+        diffusers' `unet.dtype` for this UNet (no layer-wise casting, no fp32-kept modules),
+        without its walk over all ~1,700 submodules (it is asked on every UNet call)."""
+        for p in self.unet.parameters():
+            if p.is_floating_point():
+                return p.dtype
         return self.unet.dtype
 
     def to(self, device: str | torch.device) -> "ZeroScope":

@@ -11,7 +11,7 @@ spatial dims: one (F, D) matrix per activation and video.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
@@ -29,6 +29,19 @@ class _StopForward(Exception):
     """Raised from the last hook to end the UNet forward early."""
 
 
+def _submodules(unet: torch.nn.Module, paths: Sequence[str]) -> dict[str, torch.nn.Module]:
+    """name → submodule, by direct lookup (no walk over the UNet's ~1,700 modules)."""
+    found, unknown = {}, []
+    for p in paths:
+        try:
+            found[p] = unet.get_submodule(p)
+        except AttributeError:
+            unknown.append(p)
+    if unknown:
+        raise KeyError(f"The UNet has no submodule(s) {unknown}; is this a ZeroScope UNet3DConditionModel?")
+    return found
+
+
 @contextlib.contextmanager
 def capture_features(
     unet: torch.nn.Module, paths: Sequence[str] = FEATURE_PATHS, stop_after: str | None = None
@@ -44,10 +57,7 @@ def capture_features(
         dict name → the latest output of that module (overwritten by every forward).
     Every hook is removed on exit, whatever the exit (return, exception, KeyboardInterrupt).
     """
-    modules = dict(unet.named_modules())
-    unknown = [p for p in paths if p not in modules]
-    if unknown:
-        raise KeyError(f"The UNet has no submodule(s) {unknown}; is this a ZeroScope UNet3DConditionModel?")
+    modules = _submodules(unet, paths)
     if stop_after is not None and stop_after not in paths:
         raise ValueError(f"stop_after={stop_after!r} is not one of the captured paths {list(paths)}.")
     store: dict[str, torch.Tensor] = {}
@@ -70,6 +80,69 @@ def capture_features(
             h.remove()
 
 
+TruncatedForward = Callable[[torch.Tensor, int, torch.Tensor], dict[str, torch.Tensor]]
+
+
+@contextlib.contextmanager
+def truncated_unet(model: ZeroScope, paths: Sequence[str] = FEATURE_PATHS) -> Iterator[TruncatedForward]:
+    """`truncated_forward` as a function that can be called many times inside the block.
+
+    The submodules are looked up and the hooks registered once for the block instead of once
+    per call (the guided step calls it 10 times per timestep). The
+    hooks record only while the yielded function runs its forward (not, e.g., when gradient
+    checkpointing recomputes a layer in the backward pass), and the function hands its
+    activations over without keeping a reference. Same operations, same numbers as
+    `truncated_forward`. Every hook is removed on exit, whatever the exit.
+
+    Yields:
+        run(latents, t, text) → dict name → activation (B·F, D, h', w') in the autocast dtype.
+    """
+    paths = tuple(paths)
+    if not paths:
+        raise ValueError("No feature paths given.")
+    modules = _submodules(model.unet, paths)
+    last = paths[-1]
+    store: dict[str, torch.Tensor] = {}
+    recording = False
+
+    def make_hook(name: str):
+        def hook(_module, _inputs, output):
+            if not recording:
+                return
+            store[name] = output[0] if isinstance(output, tuple) else output
+            if name == last:
+                raise _StopForward
+
+        return hook
+
+    def run(latents: torch.Tensor, t: int, text: torch.Tensor) -> dict[str, torch.Tensor]:
+        nonlocal recording
+        store.clear()
+        recording = True
+        try:
+            with autocast_for(model):
+                model.unet(latents, t, encoder_hidden_states=text, return_dict=False)
+        except _StopForward:
+            pass
+        else:
+            raise RuntimeError(f"The UNet forward never reached '{last}'.")
+        finally:
+            recording = False
+        out = dict(store)
+        store.clear()
+        return out
+
+    handles = []
+    try:
+        for p in paths:
+            handles.append(modules[p].register_forward_hook(make_hook(p)))
+        yield run
+    finally:
+        store.clear()
+        for h in handles:
+            h.remove()
+
+
 def truncated_forward(
     model: ZeroScope,
     latents: torch.Tensor,
@@ -80,19 +153,13 @@ def truncated_forward(
     """Run the UNet only up to the last of `paths` and return those activations.
 
     The forward stops after `paths[-1]` (which must be the last to run), so nothing after
-    up_blocks[1] is computed; gradients w.r.t. `latents` equal those of a full forward.
+    up_blocks[1] is computed; gradients w.r.t. `latents` equal those of a full forward. For
+    many calls in a row use `truncated_unet` (hooks registered once).
     Returns:
         dict name → activation (B·F, D, h', w') in the autocast dtype.
     """
-    with capture_features(model.unet, paths, stop_after=paths[-1]) as feats:
-        try:
-            with autocast_for(model):
-                model.unet(latents, t, encoder_hidden_states=text, return_dict=False)
-        except _StopForward:
-            pass
-        else:
-            raise RuntimeError(f"The UNet forward never reached '{paths[-1]}'.")
-        return dict(feats)
+    with truncated_unet(model, paths) as run:
+        return run(latents, t, text)
 
 
 def spatial_marginal_mean(activation: torch.Tensor, num_frames: int) -> torch.Tensor:

@@ -13,21 +13,27 @@ from ..errors import explain_out_of_memory
 from ..models.latents import encode_frames
 from ..models.zeroscope import ZeroScope
 from ..io.progress import CheckInterrupt, OnStep, checkpoint, never_interrupt, no_progress
-from ..transfer.schedule import inversion_timesteps, scheduler_timesteps
+from ..transfer.schedule import inversion_timesteps, make_schedule, scheduler_timesteps
 from ..models.text import AUTHORS_PROMPT_PREFIX, encode_prompt, with_prefix
 from ..models.unet import predict_noise
 
 DEFAULT_INVERSION_STEPS = 999
 DEFAULT_SAMPLING_STEPS = 50
+#: The authors' guidance window (min, max): the first 40 % of the sampling steps are guided.
+DEFAULT_GUIDANCE_WINDOW: tuple[float, float] = (0.6, 1.0)
 
 
 @dataclass
 class Inversion:
     """What later stages need from a video's DDIM inversion.
 
-    x0: (1, 4, F, h, w) float32 clean latent (scaling_factor · VAE posterior mean).
-    latents: timestep → (1, 4, F, h, w) float32 inverted latent, kept at the sampling timesteps
-        the inversion visits (for the targets) and at `noisiest_t`.
+    Only what later stages read is kept (earlier versions kept every sampling timestep):
+    x0: (1, 4, F, h, w) float32 clean latent (scaling_factor · VAE posterior mean); read by
+        low_frequency_init.
+    latents: timestep → (1, 4, F, h, w) float32 inverted latent, kept at `noisiest_t` (read by
+        low_frequency_init) and at the guided timesteps of the guidance window it was made for
+        (read by extract_targets): 20 + 1 latents at the authors' defaults instead of 50 + 1.
+        `invert_latents(keep_all=True)` keeps every sampling timestep the inversion visits.
     noisiest_t: the last inversion timestep (999 for 999 steps).
     source_prompt: the prompt as encoded (prefix included).
     num_inversion_steps, num_sampling_steps: the settings it was made with.
@@ -66,6 +72,9 @@ def invert_latents(
     on_step: OnStep = no_progress,
     check_interrupt: CheckInterrupt = never_interrupt,
     context: ContextOptions | None = None,
+    *,
+    guidance_window: tuple[float, float] = DEFAULT_GUIDANCE_WINDOW,
+    keep_all: bool = False,
 ) -> Inversion:
     """DDIM-invert x0 with the (already prefixed) source prompt, no CFG.
 
@@ -73,16 +82,26 @@ def invert_latents(
         x0: (1, 4, F, h, w) clean latent (see latents.encode_frames).
         source_prompt: encoded as given (an empty prompt is allowed).
         num_inversion_steps: 999 as the authors (timesteps 1 … 999).
-        num_sampling_steps: the sampling schedule whose timesteps are kept (50).
-        keep_timesteps: timesteps to keep instead (None: every sampling timestep visited).
+        num_sampling_steps: the sampling schedule the kept latents serve (50).
+        keep_timesteps: timesteps to keep instead (overrides guidance_window and keep_all).
+        guidance_window: the (min, max) window the targets will use (authors' (0.6, 1.0)): the
+            latents at its guided timesteps are kept (t = 981 … 601 for 50 steps).
+        keep_all: keep the latent at every sampling timestep the inversion visits (any guidance
+            window can then be used later; 50 + 1 latents instead of 20 + 1 at the defaults).
         context: temporal context windows (None, or one window covering the video: the plain
             one-pass path); each step's noise prediction is then the fused one of the windows.
     Returns:
-        Inversion (the noisiest latent is always kept).
+        Inversion (the noisiest latent is always kept). The numbers in the kept latents do not
+        depend on what is kept.
     """
     sched = model.scheduler
     steps = inversion_timesteps(sched, num_inversion_steps)
-    keep = set(scheduler_timesteps(sched, num_sampling_steps) if keep_timesteps is None else keep_timesteps)
+    if keep_timesteps is not None:
+        keep = set(keep_timesteps)
+    elif keep_all:
+        keep = set(scheduler_timesteps(sched, num_sampling_steps))
+    else:  # validates the window before the long loop
+        keep = set(make_schedule(sched, num_sampling_steps, guidance_window).guided)
     text = encode_prompt(model, source_prompt)
     x = x0.detach().float().clone()
     kept: dict[int, torch.Tensor] = {}
@@ -133,14 +152,21 @@ def invert_video(
     on_step: OnStep = no_progress,
     check_interrupt: CheckInterrupt = never_interrupt,
     context: ContextOptions | None = None,
+    *,
+    guidance_window: tuple[float, float] = DEFAULT_GUIDANCE_WINDOW,
+    keep_all: bool = False,
 ) -> Inversion:
     """Encode prepared frames (F, H, W, 3 in [0, 1], see latents.prepare_frames) and invert them.
 
     The source prompt gets the authors' prefix unless `prompt_prefix` is "". `context`: temporal
     context windows (see invert_latents); the VAE encodes one frame per call regardless.
+    guidance_window and keep_all choose the kept latents (see invert_latents).
     """
+    if not keep_all:  # a bad window fails before the VAE and the long loop
+        make_schedule(model.scheduler, num_sampling_steps, guidance_window)
     x0 = encode_frames(model, frames, slice_size=vae_slice_size)
     return invert_latents(
         model, x0, with_prefix(source_prompt, prompt_prefix), num_inversion_steps, num_sampling_steps,
-        on_step=on_step, check_interrupt=check_interrupt, context=context,
+        on_step=on_step, check_interrupt=check_interrupt, context=context, guidance_window=guidance_window,
+        keep_all=keep_all,
     )

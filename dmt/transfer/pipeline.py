@@ -77,7 +77,7 @@ def transfer(
                 x0 = encode_frames(model, frames, slice_size=vae_slice_size)
             inversion = invert_latents(model, x0, with_prefix(source_prompt, prompt_prefix), num_inversion_steps,
                                        num_steps, on_step=on_step, check_interrupt=check_interrupt,
-                                       context=context)
+                                       context=context, guidance_window=guidance_window)
         targets = extract_targets(model, inversion, guidance_window, num_steps,
                                   on_step=on_step, check_interrupt=check_interrupt)
         init = low_frequency_init(inversion, seed, downsample_factor, start_timestep=targets.schedule.timesteps[0])

@@ -11,7 +11,7 @@ import torch
 from ..transfer.context import ContextOptions, check_same_schedule, fused_prediction
 from ..transfer.ddim import ddim_step, renoise
 from ..errors import InputError, InversionMismatchError, explain_out_of_memory
-from ..transfer.features import spatial_marginal_mean, truncated_forward
+from ..transfer.features import spatial_marginal_mean, truncated_unet
 from ..transfer.loss import LOSS_FORMS, total_loss
 from ..models.memory import gradient_checkpointing
 from ..models.zeroscope import ZeroScope, same_model
@@ -110,30 +110,31 @@ def optimize_latent(
     opt = torch.optim.Adam([x_opt], lr=lr)
     scaler = torch.amp.GradScaler(model.device.type, enabled=model.dtype == torch.float16)
     losses = []
-    for it in range(steps):
-        checkpoint(check_interrupt)
-        opt.zero_grad(set_to_none=True)
-        if windows is None:
-            feats = truncated_forward(model, x_opt, t, text, paths)
-            smms = {p: spatial_marginal_mean(feats[p], num_frames)[0] for p in paths}
-            loss = total_loss(smms, target_smms, loss_form)
-            scaler.scale(loss).backward()
-        else:
-            loss = torch.zeros((), device=x_opt.device)
-            for w, target in zip(windows, target_smms):
-                feats = truncated_forward(model, x_opt[:, :, w.start:w.stop], t, text, paths)
-                smms = {p: spatial_marginal_mean(feats[p], len(w))[0] for p in paths}
-                window_loss = total_loss(smms, target, loss_form)
-                scaler.scale(window_loss).backward()
-                loss = loss + window_loss.detach()
-                del feats, smms, window_loss
-            feats = smms = None
-        scaler.step(opt)
-        scaler.update()
-        losses.append(loss.detach())
-        del feats, smms, loss
-        if on_iteration is not None:
-            on_iteration(it, x_opt)
+    with truncated_unet(model, paths) as forward:  # hooks and lookups once per guided step
+        for it in range(steps):
+            checkpoint(check_interrupt)
+            opt.zero_grad(set_to_none=True)
+            if windows is None:
+                feats = forward(x_opt, t, text)
+                smms = {p: spatial_marginal_mean(feats[p], num_frames)[0] for p in paths}
+                loss = total_loss(smms, target_smms, loss_form)
+                scaler.scale(loss).backward()
+            else:  # one backward per window: only one window's activations alive at a time
+                loss = torch.zeros((), device=x_opt.device)
+                for w, target in zip(windows, target_smms):
+                    feats = forward(x_opt[:, :, w.start:w.stop], t, text)
+                    smms = {p: spatial_marginal_mean(feats[p], len(w))[0] for p in paths}
+                    window_loss = total_loss(smms, target, loss_form)
+                    scaler.scale(window_loss).backward()
+                    loss = loss + window_loss.detach()
+                    del feats, smms, window_loss
+                feats = smms = None
+            scaler.step(opt)
+            scaler.update()
+            losses.append(loss.detach())
+            del feats, smms, loss
+            if on_iteration is not None:
+                on_iteration(it, x_opt)
     return x_opt.detach(), losses
 
 

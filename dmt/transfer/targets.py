@@ -10,7 +10,7 @@ import torch
 from ..models.grad_modes import evaluation
 from ..errors import InputError, InversionMismatchError, explain_out_of_memory
 from ..transfer.context import ContextOptions, check_same_schedule, effective_windows
-from ..transfer.features import FEATURE_PATHS, spatial_marginal_mean, truncated_forward
+from ..transfer.features import FEATURE_PATHS, spatial_marginal_mean, truncated_unet
 from ..transfer.inversion import Inversion
 from ..models.zeroscope import ZeroScope, same_model
 from ..io.progress import CheckInterrupt, OnStep, checkpoint, never_interrupt, no_progress
@@ -98,25 +98,30 @@ def extract_targets(
     check_inversion_covers(model.scheduler, inversion.num_inversion_steps, schedule.guided)
     lacking = [t for t in schedule.guided if t not in inversion.latents]
     if lacking:
-        raise InversionMismatchError(
-            f"The inversion kept no latent at guided timesteps {lacking[:5]}: it was made for "
-            f"{inversion.num_sampling_steps} sampling steps, not {num_steps}. Invert again with "
-            f"{num_steps} sampling steps."
-        )
+        if inversion.num_sampling_steps != num_steps:
+            why = (f"it was made for {inversion.num_sampling_steps} sampling steps, not {num_steps}. Invert again "
+                   f"with {num_steps} sampling steps")
+        else:
+            kept = sorted((t for t in inversion.latents if t != inversion.noisiest_t), reverse=True)
+            span = f"{kept[0]} … {kept[-1]}" if kept else "none"
+            why = (f"it keeps only the latents its own guidance window needs (guided timesteps {span}). Invert "
+                   f"again with guidance window {tuple(guidance_window)} (or keep_all=True, which keeps every "
+                   f"sampling timestep), or use a window inside the kept one")
+        raise InversionMismatchError(f"The inversion kept no latent at guided timesteps {lacking[:5]}: {why}.")
     text = encode_prompt(model, inversion.source_prompt)
     paths = tuple(feature_paths)
     smms: dict[int, dict[str, torch.Tensor]] = {}
-    with explain_out_of_memory("target extraction"), evaluation():
+    with explain_out_of_memory("target extraction"), evaluation(), truncated_unet(model, paths) as forward:
         for k, t in enumerate(schedule.guided):
             checkpoint(check_interrupt)
             latent = inversion.latents[t].to(model.device).clone()
             if wins is None:
-                feats = truncated_forward(model, latent, t, text, paths)
+                feats = forward(latent, t, text)
                 smms[t] = {p: spatial_marginal_mean(feats[p], inversion.num_frames)[0] for p in paths}
             else:
                 per_window = []
                 for w in wins:
-                    feats = truncated_forward(model, latent[:, :, w.start:w.stop], t, text, paths)
+                    feats = forward(latent[:, :, w.start:w.stop], t, text)
                     per_window.append({p: spatial_marginal_mean(feats[p], len(w))[0] for p in paths})
                     del feats
                 smms[t] = {p: torch.cat([pw[p] for pw in per_window]) for p in paths}

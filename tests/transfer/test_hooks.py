@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import dmt
-from dmt.transfer.features import FEATURE_PATHS, capture_features, spatial_marginal_mean, truncated_forward
+from dmt.transfer.features import (FEATURE_PATHS, capture_features, spatial_marginal_mean, truncated_forward,
+                                   truncated_unet)
 from dmt.models.unet import frozen
 
 from helpers import assert_same_state, model_state
@@ -83,6 +84,32 @@ def test_truncated_gradients_equal_full_pass_gradients(tiny_model):
     assert g_full.abs().sum() > 0
     assert torch.allclose(g_full, g_trunc, rtol=1e-5, atol=1e-7)
     assert _hook_count(tiny_model.unet) == 0
+
+
+def test_reusable_truncated_forward_equals_one_shot_calls(tiny_model):
+    """truncated_unet registers its hooks once: every call gives exactly truncated_forward's
+    activations and gradients, records nothing outside its calls, and leaves no hook behind."""
+    x, text = _inputs(tiny_model)
+    with frozen(tiny_model.unet):
+        with truncated_unet(tiny_model) as run:
+            assert _hook_count(tiny_model.unet) == len(FEATURE_PATHS)
+            for t in (901, 601, 901):
+                xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+                a = run(xa, t, text)
+                b = truncated_forward(tiny_model, xb, t, text)  # nested: its own hooks, then removed
+                assert set(a) == set(FEATURE_PATHS)
+                assert all(torch.equal(a[p], b[p]) for p in FEATURE_PATHS)
+                sum(v.mean() for v in a.values()).backward()
+                sum(v.mean() for v in b.values()).backward()
+                assert torch.equal(xa.grad, xb.grad)
+            with torch.no_grad():  # a plain full forward inside the block runs to the end, untouched
+                ref = tiny_model.unet(x, 901, encoder_hidden_states=text).sample
+            assert ref.shape == x.shape
+        assert _hook_count(tiny_model.unet) == 0
+        with pytest.raises(RuntimeError, match="boom"):
+            with truncated_unet(tiny_model):
+                raise RuntimeError("boom")
+        assert _hook_count(tiny_model.unet) == 0
 
 
 def test_guided_run_leaves_model_as_loaded(tiny_model, targets, inversion):
