@@ -33,8 +33,8 @@ from .jobs import Job
 
 #: Settings the inversion depends on (everything else only affects the sampling).
 INVERSION_SETTINGS = ("width", "height", "num_frames", "start", "stride", "source_prompt", "prompt_prefix",
-                      "inversion_steps", "steps")
-KEY_VERSION = 1
+                      "inversion_steps", "steps", "context_length", "context_overlap", "context_fuse")
+KEY_VERSION = 2  # 2: context windows in the keys; inversions keep every sampling timestep
 
 
 def _digest(doc: dict) -> str:

@@ -7,6 +7,7 @@ setting): it returns a results row with status "failed" and the message.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import platform
@@ -167,7 +168,7 @@ class JobExecutor:
         return row
 
     def _run(self, pj: PlannedJob, model, row: dict) -> None:
-        from ..cli.transfer import _G
+        from ..cli.transfer import _G, context_from_args
         from ..io.video import read_video, write_video
         from ..models.latents import prepare_frames
         from ..transfer import pipeline
@@ -183,6 +184,8 @@ class JobExecutor:
             restart_sampling=not o["no_restart"], loss=o["loss"], gradient_checkpointing=o["gradient_checkpointing"],
         )
         settings.validate()
+        context = context_from_args(argparse.Namespace(**{k: o[k] for k in ("context_length", "context_overlap",
+                                                                              "context_fuse")}))
         t = time.perf_counter()
         clip = read_video(pj.job.video)
         frames = prepare_frames(clip.frames, o["width"], o["height"], o["num_frames"], o["start"], o["stride"])
@@ -191,8 +194,9 @@ class JobExecutor:
         row["inversion"] = "cached"
         if inversion is None:
             with torch.inference_mode(False):
+                # keep_all: jobs on this video may use other guidance windows
                 inversion = invert_video(model, frames, o["source_prompt"], o["inversion_steps"], o["steps"],
-                                         prompt_prefix=o["prompt_prefix"])
+                                         prompt_prefix=o["prompt_prefix"], context=context, keep_all=True)
             cache.save_inversion(pj.inversion_key, inversion)
             self.inversions_computed += 1
             row["inversion"] = "computed"
@@ -203,6 +207,7 @@ class JobExecutor:
             seed=o["seed"], num_steps=o["steps"], num_inversion_steps=o["inversion_steps"],
             guidance_window=tuple(o["guidance_window"]), downsample_factor=o["downsample_factor"],
             settings=settings, prompt_prefix=o["prompt_prefix"], inversion=inversion, low_memory=o["low_memory"],
+            context=context,
         )
         row["seconds_transfer"] = round(time.perf_counter() - t, 3)
         out = cache.output_path(pj.job)

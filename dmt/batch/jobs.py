@@ -32,6 +32,7 @@ JOB_OPTIONS = (
     "width", "height", "num_frames", "start", "stride", "fps", "guidance_window", "negative_prompt",
     "guidance_scale", "optimization_steps", "lr_range", "constant_lr", "no_restart", "loss",
     "downsample_factor", "prompt_prefix", "gradient_checkpointing", "low_memory",
+    "context_length", "context_overlap", "context_fuse",
 )
 #: transfer options that are not job keys, with the reason (shown when a job uses one).
 NOT_JOB_OPTIONS = {

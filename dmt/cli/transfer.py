@@ -109,6 +109,8 @@ def context_from_args(args: argparse.Namespace) -> ContextOptions | None:
     if args.context_length == 0:
         return None
     return ContextOptions(length=args.context_length, overlap=args.context_overlap, fuse=args.context_fuse)
+
+
 # Warn when the estimated UNet work on the CPU exceeds this (seconds).
 LONG_RUN_SECONDS = 30 * 60
 SMALL_CLIP = {"num_frames": 8, "width": 288, "height": 160}  # the hint's smaller size
