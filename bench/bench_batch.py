@@ -14,7 +14,7 @@ Rows:
   re-run (all cached)       the in-process batch again on its finished folder
 Cache hit rate = jobs that reused a cached inversion / jobs (inversions are made once per video).
 
-    python bench/bench_batch.py --json bench/batch_cpu.json
+    python bench/bench_batch.py --json bench/results/batch-cpu-2026-12-03.json
 """
 
 from __future__ import annotations
