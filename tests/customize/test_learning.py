@@ -14,7 +14,10 @@ example clips "a sks blob" moving right, prior clips "a blob" moving LEFT):
   +0.065 vs +0.066. The token changes nothing; the drift moved equally with and without it.
 - direction preference MSE(held-out left clip) − MSE(held-out right clip), paired (t, ε): |value|
   ≤ 1e-4 for base, token and no token in all those runs, and also when trained on the right-moving
-  clips alone (no prior). The tiny UNet does not learn the direction of motion in tens of steps
+  clips alone (no prior; 30 steps lr 1e-2, and 100 steps lr 3e-3). With the left clips the exact
+  time-reversal of the right ones (same frames), right-only training, 30 steps: base −0.000011,
+  token +0.000061, no token +0.000064 - the right sign, but ~1e-4 of an MSE of ~0.66 and the
+  same with and without the token. The tiny UNet does not learn the direction of motion in tens of steps
   (its only frame-order-aware layers are the 3x1x1 temporal convs; temporal attention has no
   frame positions), so no motion statistic can separate token from no token at this size.
 The tiny fixture model scales its output conv by 0.1 for the inversion tests; a private copy
