@@ -5,6 +5,21 @@ with prior clips of a static blob ("a blob"), the model denoises *held-out* movi
 Measure: the training objective itself, ε-prediction MSE on the held-out clips at fixed
 (t, ε) pairs, t ∈ {300, 500, 700, 900}. (Sampling whole clips and measuring their latent drift
 does not separate the three on a tiny random model trained for seconds: see the report.)
+
+Motion measures tried and rejected (issue 14, measured 2026-12-03, CPU, same model scaling,
+example clips "a sks blob" moving right, prior clips "a blob" moving LEFT):
+- horizontal centroid drift (latent cells per frame) of the predicted x0 from a noised static blob
+  (t ∈ {400, 600, 800}, 2 backgrounds): full, 30 steps, lr 1e-2, seed 0: base +0.037, trained +
+  token +0.062, trained without token +0.062; seed 1: +0.061 vs +0.062; 60 steps, lr 2e-2:
+  +0.065 vs +0.066. The token changes nothing; the drift moved equally with and without it.
+- direction preference MSE(held-out left clip) − MSE(held-out right clip), paired (t, ε): |value|
+  ≤ 1e-4 for base, token and no token in all those runs, and also when trained on the right-moving
+  clips alone (no prior; 30 steps lr 1e-2, and 100 steps lr 3e-3). With the left clips the exact
+  time-reversal of the right ones (same frames), right-only training, 30 steps: base −0.000011,
+  token +0.000061, no token +0.000064 - the right sign, but ~1e-4 of an MSE of ~0.66 and the
+  same with and without the token. The tiny UNet does not learn the direction of motion in tens of steps
+  (its only frame-order-aware layers are the 3x1x1 temporal convs; temporal attention has no
+  frame positions), so no motion statistic can separate token from no token at this size.
 The tiny fixture model scales its output conv by 0.1 for the inversion tests; a private copy
 is trained here with that scale undone and its spatial cross-attention output scaled by 10 (a
 random tiny CLIP barely conditions the UNet; a trained ZeroScope strongly does), so the fixture
