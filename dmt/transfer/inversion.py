@@ -129,7 +129,7 @@ def invert_video(
 
     The source prompt gets the authors' prefix unless `prompt_prefix` is "".
     """
-    x0 = encode_frames(model, frames, slice_size=vae_slice_size)
+    x0 = encode_frames(model, frames, slice_size=vae_slice_size, on_step=on_step, check_interrupt=check_interrupt)
     return invert_latents(
         model, x0, with_prefix(source_prompt, prompt_prefix), num_inversion_steps, num_sampling_steps,
         on_step=on_step, check_interrupt=check_interrupt,

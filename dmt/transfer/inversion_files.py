@@ -110,5 +110,6 @@ def load_inversion(
         schedule = Schedule(tuple(th["timesteps"]), tuple(th["guided"]), int(th["num_steps"]),
                             tuple(th["guidance_window"]))
         targets = Targets(smms=smms, schedule=schedule, feature_paths=tuple(th["feature_paths"]),
-                          num_frames=inversion.num_frames, model_fingerprint=th["model_fingerprint"])
+                          num_frames=inversion.num_frames, model_fingerprint=th["model_fingerprint"],
+                          latent_shape=tuple(inversion.x0.shape))
     return inversion, targets

@@ -24,7 +24,10 @@ class Targets:
     smms: timestep → activation path → (F, D) float32.
     schedule: the sampling schedule (timesteps and guided timesteps) they were made for.
     feature_paths: the captured UNet submodules, in execution order.
+    num_frames: frames of the inverted video.
     model_fingerprint: the model that made them.
+    latent_shape: (1, 4, F, h, w) of the inversion they came from (None when unknown, e.g. an
+        old saved file), so samplers can refuse a latent of another size before any work.
     """
 
     smms: dict[int, dict[str, torch.Tensor]]
@@ -32,6 +35,7 @@ class Targets:
     feature_paths: tuple[str, ...]
     num_frames: int
     model_fingerprint: str = ""
+    latent_shape: tuple[int, ...] | None = None
 
 
 def extract_targets(
@@ -65,9 +69,9 @@ def extract_targets(
     lacking = [t for t in schedule.guided if t not in inversion.latents]
     if lacking:
         raise InversionMismatchError(
-            f"The inversion kept no latent at guided timesteps {lacking[:5]}: it was made for "
-            f"{inversion.num_sampling_steps} sampling steps, not {num_steps}. Invert again with "
-            f"{num_steps} sampling steps."
+            f"Sampling steps do not match: the inversion was made for {inversion.num_sampling_steps} sampling "
+            f"steps, the targets ask for {num_steps}. Use {inversion.num_sampling_steps} sampling steps for the "
+            f"targets, or invert the video again with {num_steps} sampling steps."
         )
     text = encode_prompt(model, inversion.source_prompt)
     paths = tuple(feature_paths)
@@ -80,4 +84,4 @@ def extract_targets(
             smms[t] = {p: spatial_marginal_mean(feats[p], inversion.num_frames)[0] for p in paths}
             on_step("targets", k + 1, len(schedule.guided), None)
     return Targets(smms=smms, schedule=schedule, feature_paths=paths, num_frames=inversion.num_frames,
-                   model_fingerprint=model.fingerprint)
+                   model_fingerprint=model.fingerprint, latent_shape=tuple(inversion.x0.shape))
