@@ -87,6 +87,7 @@ class Server:
     base: Path
     cache: bool = False
     env: dict = field(default_factory=dict)
+    extra_args: list = field(default_factory=list)  # more main.py options, e.g. ["--verbose", "DEBUG"]
     port: int = 0
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
@@ -103,6 +104,7 @@ class Server:
                 "--database-url", "sqlite:///:memory:"]
         if not self.cache:
             args.append("--cache-none")
+        args += list(self.extra_args)
         env = dict(os.environ)
         # One thread: a tiny model on a busy 2-core machine is much slower with more (oversubscription).
         env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
