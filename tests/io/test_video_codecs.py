@@ -32,7 +32,7 @@ def test_default_is_h264_mp4_at_given_fps(tmp_path):
     assert info["rate"] == 12 and (info["width"], info["height"], info["frames"]) == (64, 64, 7)
     back = dmt.read_video(out)
     assert back.fps == pytest.approx(12) and back.frames.shape == clip.shape
-    assert (back.frames - clip).abs().mean() < 0.05  # lossy, but the same picture
+    assert (back.frames - clip).abs().mean() < 0.1  # lossy (random texture), but the same picture
 
 
 @pytest.mark.parametrize("codec, suffix", [("mpeg4", ".mp4"), ("libvpx-vp9", ".webm"), ("h264", ".mkv")])
