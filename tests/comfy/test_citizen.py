@@ -128,11 +128,13 @@ def test_model_management_sees_ours_and_free_unloads_it(citizen, info):
     assert_success(srv.run(basic_prompt(info, seed=2)))
     assert "Requested to load ZeroScopeUNet" not in log_since(srv, mark)
 
-    # 4. "Free model and node cache" (unload_models): ComfyUI unloads ours with its own.
+    # 4. "Free model and node cache" (unload_models): ComfyUI unloads ours. (TAESD is gone by now:
+    #    the default cache dropped the VAELoader output when a prompt without it ran, and ComfyUI
+    #    then forgot the model; the in-process check shows both held at once.)
     mark = len(srv.log())
     status, _ = srv.post("/free", {"unload_models": True})
     assert status == 200
-    for name in (*OURS, "TAESD"):
+    for name in OURS:
         wait_for_log(srv, mark, f"Unloading {name}")
 
     # 5. The next run loads it again (it was really gone from the accounting) and succeeds.
