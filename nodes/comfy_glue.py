@@ -94,10 +94,19 @@ def resolve_device(choice: str) -> torch.device:
 
 
 @contextlib.contextmanager
-def run_scope() -> Iterator[None]:
-    """Around every heavy node: free the device cache afterwards, however the run ends."""
+def run_scope(model: "dmt.ZeroScope | None" = None, parts=("unet", "vae", "text_encoder")) -> Iterator[bool]:
+    """Around every heavy node: with `model`, load the components in `parts` through ComfyUI's
+    model management first (other models make room; see nodes/model_management.py); free the
+    device cache afterwards, however the run ends. Yields True when ComfyUI runs in low-VRAM mode
+    and the VAE waits on the CPU (wrap VAE calls in model_management.vae_on_device)."""
+    from . import model_management
+
     try:
-        yield
+        if model is None:
+            yield False
+        else:
+            with model_management.in_use(model, parts) as low_memory:
+                yield low_memory
     finally:
         comfy.model_management.soft_empty_cache()
 
@@ -122,18 +131,44 @@ def preview_image(latent: torch.Tensor):
         return None
 
 
+def stage_group(stage: str) -> str:
+    """The sampler's "guidance" and "denoise" steps share one count; other stages count alone."""
+    return "sampling" if stage in ("guidance", "denoise") else stage
+
+
 class Progress:
-    """The library's on_step callback driving one ComfyUI progress bar.
+    """The library's on_step callback driving one ComfyUI progress bar through several stages.
 
     ProgressBar.update_absolute raises InterruptProcessingException on Cancel in a running
     server, so every step is also a cancellation point. With `previews`, steps that carry a
-    latent send a live preview image.
+    latent send a live preview image. `then` gives the step counts of the stages that follow the
+    first one, by stage group (e.g. {"decode": 24} after sampling), so one bar runs from 0 to the
+    end of the last stage instead of restarting at every stage.
     """
 
-    def __init__(self, total: int, previews: bool = False):
+    def __init__(self, total: int = 1, previews: bool = False, then: dict[str, int] | None = None):
         self.bar = comfy.utils.ProgressBar(max(int(total), 1))
         self.previews = previews
+        self.later = dict(then or {})
+        self.group: str | None = None
+        self.base = 0
+        self.group_total = 0
 
     def __call__(self, stage: str, step: int, total: int, latent: torch.Tensor | None) -> None:
+        group = stage_group(stage)
+        if group != self.group:
+            if self.group is not None:
+                self.base += self.group_total
+            self.later.pop(group, None)
+            self.group = group
+        self.group_total = total
         preview = preview_image(latent) if self.previews and latent is not None else None
-        self.bar.update_absolute(step, total, preview=preview)
+        self.bar.update_absolute(self.base + step, self.base + total + sum(self.later.values()), preview=preview)
+
+
+def node_title(node_cls) -> str:
+    """A node's display name as the user sees it (for messages that say which node to change)."""
+    try:
+        return node_cls.define_schema().display_name or node_cls.__name__
+    except Exception:  # a message must never fail
+        return node_cls.__name__

@@ -16,6 +16,7 @@ from comfy_api.latest import io
 from .. import dmt
 from ..dmt import customize
 
+from . import model_management
 from .comfy_glue import CATEGORY, DMTModel, Progress, check_interrupt, run_scope
 from .motion_patch import motions_of, with_motion
 
@@ -225,7 +226,9 @@ class DMTTrainMotion(io.ComfyNode):
             gen.validate()
         cache = Path(folder_paths.get_temp_directory()) / "dmt_encode_cache"
         progress = Progress(steps, previews=True)
-        with run_scope():
+        # Loaded through ComfyUI's model management; in low-VRAM mode the VAE still comes to the
+        # device for this node (it encodes the clips and decodes the validation clip).
+        with run_scope(model) as low_memory, model_management.vae_on_device(model, low_memory):
             encoded = customize.encode_examples(model, list(examples.items), cache, on_step=progress,
                                                 check_interrupt=check_interrupt)
             reg = []
@@ -372,7 +375,7 @@ class DMTTextToVideo(io.ComfyNode):
     def execute(cls, model, prompt: str, negative_prompt: str, frame_count: int, width: int, height: int,
                 steps: int, guidance: float, seed: int) -> io.NodeOutput:
         settings = customize.GenerateSettings(frame_count, height, width, steps, guidance, seed)
-        with run_scope():
+        with run_scope(model) as low_memory, model_management.vae_on_device(model, low_memory):
             result = customize.generate_video(model, prompt, motions=motions_of(model), negative_prompt=negative_prompt,
                                               settings=settings, on_step=Progress(steps, previews=True),
                                               check_interrupt=check_interrupt)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -10,12 +11,15 @@ from comfy_api.latest import io
 
 from .. import dmt
 from ..dmt.transfer.inversion import DEFAULT_GUIDANCE_WINDOW
+from ..dmt.models.latents import num_chunks
+from ..dmt.models.text import with_prefix
 from ..dmt.transfer.loss import LOSS_FORMS
 from ..dmt.transfer.schedule import check_inversion_covers
 
+from . import model_management, validation
 from .comfy_glue import (CATEGORY, DEFAULT_FOLDER, DOWNLOAD_ENTRY, DMTInversion, DMTModel, DMTTargets, Progress,
                          check_folder_name, check_interrupt, default_download_folder, find_model_folder, list_model_folders,
-                         resolve_device, run_scope)
+                         node_title, run_scope)
 from .context_nodes import CONTEXT_TIP, DMTContext
 from .motion_patch import applied_motions
 
@@ -25,6 +29,11 @@ PROMPT_TIP = "The authors' prefix 'Amazing quality, masterpiece, ' is added in f
 
 def _cpu(x):
     return x.detach().cpu()
+
+
+def _ui_text(notes: list[str]) -> dict | None:
+    """Notes for the node's UI text (ui "text", as core text nodes use); None when there are none."""
+    return {"text": notes} if notes else None
 
 
 def _require_targets(targets) -> dmt.Targets:
@@ -66,7 +75,9 @@ class DMTLoadZeroScope(io.ComfyNode):
                 ),
                 io.Combo.Input(
                     "device", options=["auto", "cpu"], default="auto",
-                    tooltip="'auto' uses ComfyUI's main device (your GPU when there is one); 'cpu' forces the CPU (very slow).",
+                    tooltip=("'auto' uses ComfyUI's main device (your GPU when there is one; the CPU under --cpu), "
+                             "managed like ComfyUI's own models: loaded when a DMT node runs, offloaded to make room "
+                             "for others and by 'Free model and node cache'. 'cpu' forces the CPU (very slow)."),
                 ),
             ],
             outputs=[DMTModel.Output("model", display_name="model", tooltip="The loaded ZeroScope model (unet, vae, text encoder, scheduler).")],
@@ -85,8 +96,12 @@ class DMTLoadZeroScope(io.ComfyNode):
                     f"Model folder '{model_name}' was not found in {folder_paths.get_folder_paths('diffusers')}. "
                     f"Put a ZeroScope diffusers folder there, or choose '{DOWNLOAD_ENTRY}'."
                 )
-        model = dmt.load_zeroscope(folder, dtype=dtype, device=resolve_device(device))
+        # Loaded onto ComfyUI's offload device; the heavy nodes load it onto the GPU through ComfyUI's
+        # model management (nodes/model_management.py), which makes room by offloading other models.
+        load_device, offload_device = model_management.default_devices(device)
+        model = dmt.load_zeroscope(folder, dtype=dtype, device=offload_device)
         model.name = model_name
+        model_management.manage(model, load_device, offload_device)
         return io.NodeOutput(model)
 
 
@@ -119,7 +134,9 @@ class DMTInvertVideo(io.ComfyNode):
                 io.Int.Input("height", default=320, min=64, max=2048, step=8,
                              tooltip="Height the frames are resized to (multiple of 8; native 320)."),
                 io.Int.Input("frame_count", default=24, min=0, max=4096,
-                             tooltip="How many frames to use (ZeroScope's native length is 24; 0 = all). More frames need more memory."),
+                             tooltip=("How many frames to use (ZeroScope's native length is 24; 0 = all). More frames need "
+                                      "more memory. A count above what the video gives (after start_frame and "
+                                      "frame_stride) is refused.")),
                 io.Int.Input("start_frame", default=0, min=0, max=100000,
                              tooltip="Index of the first input frame to use."),
                 io.Int.Input("frame_stride", default=1, min=1, max=100,
@@ -138,16 +155,22 @@ class DMTInvertVideo(io.ComfyNode):
     def execute(cls, model, images, source_prompt: str, inversion_steps: int, width: int, height: int,
                 frame_count: int, start_frame: int, frame_stride: int, sampling_steps: int,
                 context=None) -> io.NodeOutput:
+        title = node_title(cls)
+        validation.check_frame_count(title, images, frame_count, start_frame, frame_stride)
         frames = dmt.prepare_frames(images, width, height, frame_count or None, start_frame, frame_stride)
         # Fail before the long inversion when its steps cannot serve the authors' guidance window.
         check_inversion_covers(model.scheduler, inversion_steps,
                                dmt.make_schedule(model.scheduler, sampling_steps).guided)
-        with run_scope(), applied_motions(model):
+        notes = validation.prompt_notes(title, model, {"source_prompt": source_prompt}, prefixed=("source_prompt",))
+        progress = Progress(num_chunks(frames.shape[0]), then={"inversion": inversion_steps})
+        with run_scope(model) as low_memory, applied_motions(model):
+            with model_management.vae_on_device(model, low_memory):
+                x0 = dmt.encode_frames(model, frames, on_step=progress, check_interrupt=check_interrupt)
             # keep_all: 'Extract SMM Targets' may choose any guidance window after this node ran.
-            inversion = dmt.invert_video(model, frames, source_prompt, inversion_steps, sampling_steps,
-                                         on_step=Progress(inversion_steps), check_interrupt=check_interrupt,
-                                         context=context, keep_all=True)
-        return io.NodeOutput(inversion)
+            inversion = dmt.invert_latents(model, x0, with_prefix(source_prompt), inversion_steps, sampling_steps,
+                                           on_step=progress, check_interrupt=check_interrupt, context=context,
+                                           keep_all=True)
+        return io.NodeOutput(inversion, ui=_ui_text(notes))
 
 
 class DMTExtractTargets(io.ComfyNode):
@@ -181,8 +204,12 @@ class DMTExtractTargets(io.ComfyNode):
     @classmethod
     def execute(cls, model, inversion, guidance_min: float, guidance_max: float, sampling_steps: int,
                 context=None) -> io.NodeOutput:
+        title = node_title(cls)
+        validation.check_finite(title, {"guidance_min": guidance_min, "guidance_max": guidance_max},
+                                {"guidance_min": 0.6, "guidance_max": 1.0})
+        validation.check_sampling_steps(title, node_title(DMTInvertVideo), inversion, sampling_steps)
         given = {} if context is None else {"context": context}  # unconnected: follow the inversion
-        with run_scope(), applied_motions(model):
+        with run_scope(model, ("unet", "text_encoder")), applied_motions(model):
             targets = dmt.extract_targets(model, inversion, (guidance_min, guidance_max), sampling_steps,
                                           on_step=Progress(1), check_interrupt=check_interrupt, **given)
         return io.NodeOutput(targets)
@@ -207,7 +234,9 @@ class DMTLowFrequencyInit(io.ComfyNode):
                              tooltip="Seed of the fresh high-frequency noise; change it for a different variation."),
                 io.Int.Input("downsample_factor", default=4, min=1, max=64,
                              tooltip=("How coarse the kept layout is (authors: 4). Higher keeps less of the input's "
-                                      "layout; 1 keeps the inverted noise unchanged.")),
+                                      "layout; 1 keeps the inverted noise unchanged. Valid: 1 to min(width, height) / 8 "
+                                      "of the inverted video (40 at 576x320, 8 at 64x64): the downsampled latent must "
+                                      "keep at least 1 pixel per side.")),
             ],
             outputs=[io.Latent.Output("latent", display_name="latent", tooltip="Initial video latent {'samples': (1, 4, frames, h, w)}.")],
         )
@@ -215,6 +244,9 @@ class DMTLowFrequencyInit(io.ComfyNode):
     @classmethod
     def execute(cls, inversion, targets, seed: int, downsample_factor: int) -> io.NodeOutput:
         targets = _require_targets(targets)
+        title = node_title(cls)
+        validation.check_same_inversion(title, node_title(DMTInvertVideo), node_title(DMTExtractTargets), inversion, targets)
+        validation.check_downsample_factor(title, inversion, downsample_factor)
         latent = dmt.low_frequency_init(inversion, seed, downsample_factor,
                                         start_timestep=targets.schedule.timesteps[0])
         return io.NodeOutput({"samples": _cpu(latent)})
@@ -272,17 +304,30 @@ class DMTGuidedSampler(io.ComfyNode):
                 optimization_steps: int, lr_start: float, lr_end: float, restart_sampling: bool, loss: str,
                 seed: int, gradient_checkpointing: bool = False, context=None) -> io.NodeOutput:
         targets = _require_targets(targets)
+        title = node_title(cls)
+        validation.check_finite(title, {"cfg": cfg, "lr_start": lr_start, "lr_end": lr_end},
+                                {"cfg": 10.0, "lr_start": 0.007, "lr_end": 0.004})
+        for name, value, default in (("lr_start", lr_start, 0.007), ("lr_end", lr_end, 0.004)):
+            if value < 0:
+                raise dmt.InputError(f"'{name}' in '{title}' is {value}: learning rates must be >= 0 "
+                                     f"(0 = no motion guidance in that step; default {default}).")
+        validation.check_latent_fits(title, node_title(DMTLowFrequencyInit), node_title(DMTInvertVideo),
+                                     latent["samples"] if isinstance(latent, dict) else latent, targets)
+        notes = validation.prompt_notes(title, model, {"target_prompt": target_prompt, "negative_prompt": negative_prompt},
+                                        prefixed=("target_prompt",))
         settings = dmt.GuidanceSettings(guidance_scale=cfg, optimization_steps=optimization_steps,
                                         lr_range=(lr_start, lr_end), restart_sampling=restart_sampling, loss=loss,
                                         gradient_checkpointing=gradient_checkpointing)
         given = {} if context is None else {"context": context}  # unconnected: follow the targets
-        with run_scope(), applied_motions(model):
+        progress = Progress(1, previews=True, then={"decode": num_chunks(latent["samples"].shape[2])})
+        with run_scope(model) as low_memory, applied_motions(model):
+            if low_memory:  # ComfyUI's --lowvram/--novram: the checkpointed guided step (same result)
+                settings = dataclasses.replace(settings, gradient_checkpointing=True)
             result = dmt.guided_sample(model, targets, latent["samples"], target_prompt, negative_prompt,
-                                       settings, seed=seed, on_step=Progress(1, previews=True),
-                                       check_interrupt=check_interrupt, **given)
-            check_interrupt()
-            frames = dmt.decode_latents(model, result.latents)
-        return io.NodeOutput(_cpu(frames), {"samples": _cpu(result.latents)})
+                                       settings, seed=seed, on_step=progress, check_interrupt=check_interrupt, **given)
+            with model_management.vae_on_device(model, low_memory):
+                frames = dmt.decode_latents(model, result.latents, on_step=progress, check_interrupt=check_interrupt)
+        return io.NodeOutput(_cpu(frames), {"samples": _cpu(result.latents)}, ui=_ui_text(notes))
 
 
 # --- saving and loading inversions ---------------------------------------------------------

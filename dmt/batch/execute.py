@@ -170,7 +170,7 @@ class JobExecutor:
     def _run(self, pj: PlannedJob, model, row: dict) -> None:
         from ..cli.transfer import _G, context_from_args
         from ..io.video import read_video, write_video
-        from ..models.latents import prepare_frames
+        from ..models.latents import UP_TO_NATIVE, prepare_frames
         from ..transfer import pipeline
         from ..transfer.inversion import invert_video
         from ..transfer.sampler import GuidanceSettings
@@ -188,7 +188,9 @@ class JobExecutor:
                                                                               "context_fuse")}))
         t = time.perf_counter()
         clip = read_video(pj.job.video)
-        frames = prepare_frames(clip.frames, o["width"], o["height"], o["num_frames"], o["start"], o["stride"])
+        # as the transfer command: unset = up to ZeroScope's 24 frames, 0 = every frame
+        count = UP_TO_NATIVE if o["num_frames"] is None else (o["num_frames"] or None)
+        frames = prepare_frames(clip.frames, o["width"], o["height"], count, o["start"], o["stride"])
         fps = o["fps"] or clip.fps
         inversion = cache.load_inversion(pj.inversion_key, model, o["inversion_steps"], o["steps"])
         row["inversion"] = "cached"

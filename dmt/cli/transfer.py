@@ -6,13 +6,15 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 import torch
 
 from ..errors import InputError
-from ..models.latents import DEFAULT_HEIGHT, DEFAULT_NUM_FRAMES, DEFAULT_WIDTH
+from ..io.video import CODECS, choose_codec
+from ..models.latents import DEFAULT_HEIGHT, DEFAULT_NUM_FRAMES, DEFAULT_WIDTH, UP_TO_NATIVE
 from ..models.text import AUTHORS_PROMPT_PREFIX, DEFAULT_NEGATIVE_PROMPT
 from ..models.zeroscope import DEFAULT_MODEL
 from ..transfer.context import DEFAULT_CONTEXT_LENGTH, DEFAULT_CONTEXT_OVERLAP, FUSE_MODES, MAX_CONTEXT_LENGTH, ContextOptions
@@ -43,6 +45,9 @@ def add_transfer_command(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
     io.add_argument("--out", required=True, help="output video (.mp4/.avi) or folder for PNG frames")
     io.add_argument("--frames-dir", help="also write the output frames as PNGs into this folder")
     io.add_argument("--fps", type=float, default=None, help="output frame rate (default: the input's, 8 for frame folders)")
+    io.add_argument("--codec", default=None, choices=list(CODECS),
+                    help="video codec of --out (PyAV/FFmpeg): " + "; ".join(f"'{k}': {v}" for k, v in CODECS.items())
+                    + " (default: h264; libvpx-vp9 for .webm)")
     io.add_argument("--save-inversion", metavar="FILE", help="save inversion + targets (.safetensors) for reuse")
     io.add_argument("--load-inversion", metavar="FILE", help="reuse a saved inversion instead of inverting again")
     m = p.add_argument_group("model")
@@ -53,7 +58,10 @@ def add_transfer_command(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
     v = p.add_argument_group("video preparation")
     v.add_argument("--width", type=int, default=DEFAULT_WIDTH, help="model input width (multiple of 8)")
     v.add_argument("--height", type=int, default=DEFAULT_HEIGHT, help="model input height (multiple of 8)")
-    v.add_argument("--num-frames", type=int, default=DEFAULT_NUM_FRAMES, help="frames taken from the input (0 = all; a video longer than --context-length runs in windows)")
+    v.add_argument("--num-frames", type=int, default=None,
+                   help=f"frames taken from the input (default: {DEFAULT_NUM_FRAMES}, or all of a shorter video; "
+                   "0 = all frames, a video longer than --context-length then runs in windows; a number larger "
+                   "than the video gives is refused)")
     v.add_argument("--start", type=int, default=0, help="first input frame used")
     v.add_argument("--stride", type=int, default=1, help="take every n-th input frame")
     a = p.add_argument_group("algorithm")
@@ -185,12 +193,19 @@ def run_transfer(args: argparse.Namespace) -> int:
     )
     settings.validate()
     context = context_from_args(args)
+    if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
+        raise InputError(f"--fps must be a positive number, got {args.fps}.")
+    try:
+        choose_codec(args.out, args.codec)
+    except ValueError as exc:
+        raise InputError(f"--out/--codec: {exc}") from None
     fps = args.fps
     frames = None
     if args.video is not None:
         clip = read_video(args.video)
         fps = fps or clip.fps
-        frames = prepare_frames(clip.frames, args.width, args.height, args.num_frames or None, args.start, args.stride)
+        count = UP_TO_NATIVE if args.num_frames is None else (args.num_frames or None)
+        frames = prepare_frames(clip.frames, args.width, args.height, count, args.start, args.stride)
         print(f"input: {clip.frames.shape[0]} frames {clip.frames.shape[2]}x{clip.frames.shape[1]} -> "
               f"{frames.shape[0]} frames {args.width}x{args.height}", file=sys.stderr)
     print(f"loading {args.model} ({dtype}, {device})", file=sys.stderr)
@@ -217,7 +232,7 @@ def run_transfer(args: argparse.Namespace) -> int:
         print(f"saved inversion to {args.save_inversion}", file=sys.stderr)
     if context is not None and len(context.windows(result.frames.shape[0])) > 1:
         print(f"used {context.describe(result.frames.shape[0])}", file=sys.stderr)
-    out = write_video(args.out, result.frames, fps or 8.0)
+    out = write_video(args.out, result.frames, fps or 8.0, codec=args.codec)
     if args.frames_dir:
         write_video(Path(args.frames_dir), result.frames)
     print(f"wrote {out} ({result.frames.shape[0]} frames, {result.frames.shape[2]}x{result.frames.shape[1]})")

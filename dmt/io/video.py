@@ -1,15 +1,19 @@
 """Reading and writing videos and frame folders.
 
 Frames are always torch tensors of shape (F, H, W, 3), float32, RGB, values in [0, 1] —
-the same layout as ComfyUI's IMAGE type. Videos are read and written with OpenCV; a folder of
-images (PNG/JPEG/WebP/BMP, sorted by the number in the file name, else by name) is accepted
-wherever a video is.
+the same layout as ComfyUI's IMAGE type. Videos are read with OpenCV and written with PyAV
+(FFmpeg; h264 in .mp4 by default, which browsers and players play); a folder of images
+(PNG/JPEG/WebP/BMP, sorted by the number in the file name, else by name) is accepted wherever a
+video is.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import uuid
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -104,29 +108,102 @@ def frames_to_uint8(frames: torch.Tensor) -> np.ndarray:
     return (frames.detach().float().clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
 
 
-def write_video(path: str | Path, frames: torch.Tensor, fps: float = 8.0) -> Path:
-    """Write frames as an .mp4/.avi video, or as numbered PNGs when `path` has no video suffix.
+#: Codecs write_video offers (FFmpeg encoder names as PyAV knows them) and what they are for.
+CODECS = {
+    "h264": "H.264/AVC (libx264), yuv420p: plays in browsers and most players (default)",
+    "mpeg4": "MPEG-4 Part 2 (FFmpeg's mpeg4, what OpenCV's 'mp4v' wrote): older players",
+    "libvpx-vp9": "VP9 (libvpx), for .webm or .mkv",
+    "libsvtav1": "AV1 (SVT-AV1), small files, slow players",
+}
+DEFAULT_CODEC = "h264"
+_CONTAINER_CODECS = {".mp4": ("h264", "mpeg4", "libsvtav1", "libvpx-vp9"), ".m4v": ("h264", "mpeg4"),
+                     ".mov": ("h264", "mpeg4"), ".mkv": tuple(CODECS), ".webm": ("libvpx-vp9", "libsvtav1"),
+                     ".avi": ("mpeg4", "h264")}
+_CODEC_OPTIONS = {"h264": {"crf": "18", "preset": "medium"}, "libvpx-vp9": {"crf": "30", "b": "0"},
+                  "libsvtav1": {"crf": "30"}}
+
+
+def available_codecs() -> list[str]:
+    """The CODECS this PyAV build can encode."""
+    import av
+
+    out = []
+    for name in CODECS:
+        try:
+            av.codec.Codec(name, "w")
+            out.append(name)
+        except Exception:  # not built into this FFmpeg
+            continue
+    return out
+
+
+def choose_codec(path: str | Path, codec: str | None = None) -> str | None:
+    """The codec write_video uses for `path` (None for a PNG folder); raises ValueError for a
+    codec or suffix that cannot be written, so callers can check before any heavy work."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        return None
+    if suffix not in _CONTAINER_CODECS:
+        raise ValueError(f"Cannot write '{suffix}' videos; use one of {', '.join(_CONTAINER_CODECS)} or a folder.")
+    codec = codec or (_CONTAINER_CODECS[suffix][0] if suffix == ".webm" else DEFAULT_CODEC)
+    if codec not in CODECS:
+        raise ValueError(f"Unknown codec '{codec}'; use one of: {', '.join(CODECS)}.")
+    if codec not in _CONTAINER_CODECS[suffix]:
+        raise ValueError(f"Codec '{codec}' does not go into '{suffix}' files; there use one of "
+                         f"{', '.join(_CONTAINER_CODECS[suffix])}.")
+    return codec
+
+
+def _frame_rate(fps: float) -> Fraction:
+    fps = float(fps)
+    if not np.isfinite(fps) or fps <= 0:
+        raise ValueError(f"Frame rate must be a positive finite number, got {fps}.")
+    return Fraction(fps).limit_denominator(1001)
+
+
+def write_video(path: str | Path, frames: torch.Tensor, fps: float = 8.0, codec: str | None = None) -> Path:
+    """Write frames as a video file with PyAV, or as numbered PNGs when `path` has no video suffix.
 
     Args:
-        path: output file (.mp4 uses the 'mp4v' codec) or folder.
+        path: output file (.mp4/.m4v/.mov/.mkv/.avi/.webm) or folder (PNG frames).
         frames: (F, H, W, 3) float in [0, 1].
-        fps: frames per second of the written video.
+        fps: frames per second of the written video (pass the source's; exact rationals such as
+            30000/1001 are recovered from 29.97).
+        codec: one of CODECS (None: h264, or libvpx-vp9 for .webm). h264/mpeg4/vp9 use yuv420p,
+            so width and height must be even.
     Returns:
-        The written path.
+        The written path. The file is written under a temporary name in the same folder and
+        renamed at the end, so a failed write never leaves a partial file under `path`.
     """
     path = Path(path)
     data = frames_to_uint8(frames)
-    if path.suffix.lower() in VIDEO_SUFFIXES:
+    suffix = path.suffix.lower()
+    if suffix in VIDEO_SUFFIXES:
+        codec = choose_codec(path, codec)
+        height, width = data.shape[1], data.shape[2]
+        if width % 2 or height % 2:
+            raise ValueError(f"Frames are {width}x{height}; {codec} (yuv420p) needs an even width and height. "
+                             f"Resize the frames or write PNG frames to a folder.")
+        import av
+
         path.parent.mkdir(parents=True, exist_ok=True)
-        fourcc = cv2.VideoWriter_fourcc(*("MJPG" if path.suffix.lower() == ".avi" else "mp4v"))
-        writer = cv2.VideoWriter(str(path), fourcc, float(fps), (data.shape[2], data.shape[1]))
-        if not writer.isOpened():
-            raise OSError(f"OpenCV cannot write video '{path}'. Use .mp4, .avi or a folder for PNG frames.")
+        tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.partial{suffix}")
+        fmt = {".m4v": "mp4", ".mkv": "matroska"}.get(suffix, suffix[1:])
         try:
-            for f in data:
-                writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+            with av.open(str(tmp), mode="w", format=fmt) as container:
+                stream = container.add_stream(codec, rate=_frame_rate(fps), options=_CODEC_OPTIONS.get(codec, {}))
+                stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+                if codec == "mpeg4":
+                    stream.bit_rate = 8_000_000
+                for f in data:
+                    for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+                        container.mux(packet)
+                for packet in stream.encode():
+                    container.mux(packet)
+            os.replace(tmp, path)
         finally:
-            writer.release()
+            if tmp.exists():
+                tmp.unlink()
     else:
         path.mkdir(parents=True, exist_ok=True)
         for i, f in enumerate(data):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+
 import torch
 
 from ..models.grad_modes import evaluation
@@ -10,6 +13,46 @@ from ..models.zeroscope import ZeroScope
 #: The authors prepend this to the source and the target prompt (their configs do).
 AUTHORS_PROMPT_PREFIX = "Amazing quality, masterpiece, "
 DEFAULT_NEGATIVE_PROMPT = "bad quality, distortions, unrealistic, distorted image, watermark, signature"
+
+log = logging.getLogger("dmt")
+
+
+@dataclass(frozen=True)
+class PromptTokens:
+    """How much of a prompt the text encoder reads.
+
+    used: prompt tokens kept (start/end tokens not counted). total: prompt tokens in all.
+    limit: prompt tokens the encoder can read (model_max_length - 2 = 75 for CLIP).
+    dropped_text: the words that were cut off ("" when nothing was).
+    """
+
+    used: int
+    total: int
+    limit: int
+    dropped_text: str = ""
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > self.used
+
+    def message(self, what: str = "prompt") -> str:
+        """A user-facing note, "" when nothing was dropped."""
+        if not self.truncated:
+            return ""
+        return (f"The {what} is {self.total} tokens long; ZeroScope's text encoder reads only the first "
+                f"{self.used} (its limit is {self.limit}), so the rest was dropped: '{self.dropped_text}'. "
+                f"Shorten the {what} to keep every word.")
+
+
+def count_prompt_tokens(tokenizer, prompt: str) -> PromptTokens:
+    """Count the tokens of `prompt` (as encoded, prefix included) against the tokenizer's limit."""
+    ids = tokenizer(prompt, truncation=False, add_special_tokens=False).input_ids
+    limit = int(tokenizer.model_max_length) - 2
+    used = min(len(ids), limit)
+    dropped = tokenizer.decode(ids[used:]).strip() if len(ids) > used else ""
+    if len(dropped) > 120:
+        dropped = dropped[:117] + "..."
+    return PromptTokens(used=used, total=len(ids), limit=limit, dropped_text=dropped)
 
 
 def with_prefix(prompt: str, prefix: str = AUTHORS_PROMPT_PREFIX) -> str:
@@ -22,11 +65,17 @@ def with_prefix(prompt: str, prefix: str = AUTHORS_PROMPT_PREFIX) -> str:
 def encode_prompt(model: ZeroScope, prompt: str) -> torch.Tensor:
     """Encode one prompt exactly as the authors do (padded to the tokenizer's max length, 77).
 
+    A prompt longer than the encoder's limit is truncated as the authors' pipeline does; the
+    number of tokens used and the dropped words are logged as a warning (logger "dmt").
+
     Returns:
         (1, 77, hidden) last hidden state in the text encoder's dtype, on the model's device.
     """
     if not isinstance(prompt, str):
         raise TypeError(f"Prompt must be a string, got {type(prompt).__name__}.")
+    note = count_prompt_tokens(model.tokenizer, prompt).message()
+    if note:
+        log.warning("dmt: %s", note)
     ids = model.tokenizer(
         prompt,
         padding="max_length",

@@ -167,5 +167,5 @@ def load_inversion(
                             tuple(th["guidance_window"]))
         targets = Targets(smms=smms, schedule=schedule, feature_paths=tuple(th["feature_paths"]),
                           num_frames=inversion.num_frames, model_fingerprint=th["model_fingerprint"],
-                          context=stored_context)
+                          context=stored_context, latent_shape=tuple(inversion.x0.shape))
     return inversion, targets

@@ -3,6 +3,7 @@ fresh high frequencies from a seed (the authors' "high-frequency replacement" in
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler
@@ -14,6 +15,24 @@ from ..transfer.inversion import Inversion
 from ..transfer.schedule import alpha_bar, make_schedule
 
 DEFAULT_DOWNSAMPLE_FACTOR = 4
+
+
+def max_downsample_factor(latent_shape: tuple[int, ...]) -> int:
+    """The largest ξ the low-pass can take for a (…, h, w) latent: the downsampled latent must keep
+    at least 1×1 pixels, so ξ <= min(h, w) (= min(width, height) / 8 of the video)."""
+    return max(1, min(int(latent_shape[-2]), int(latent_shape[-1])))
+
+
+def check_downsample_factor(factor: int, latent_shape: tuple[int, ...]) -> None:
+    """Raise InputError unless 1 <= factor <= max_downsample_factor(latent_shape)."""
+    top = max_downsample_factor(latent_shape)
+    h, w = int(latent_shape[-2]), int(latent_shape[-1])
+    if not isinstance(factor, (int, np.integer)) or isinstance(factor, bool) or not 1 <= factor <= top:
+        raise InputError(
+            f"Downsample factor {factor} does not fit this video: its latent is {w}x{h} ({w * 8}x{h * 8} px / 8) "
+            f"and the downsampled latent must keep at least 1 pixel per side, so the factor must be a whole "
+            f"number from 1 to {top} (authors: {DEFAULT_DOWNSAMPLE_FACTOR})."
+        )
 
 
 def low_pass(x: torch.Tensor, factor: int) -> torch.Tensor:
@@ -59,8 +78,7 @@ def low_frequency_init(
     Returns:
         (1, 4, F, h, w) float32 on the inversion's device.
     """
-    if downsample_factor < 1:
-        raise InputError(f"Downsample factor must be >= 1, got {downsample_factor}.")
+    check_downsample_factor(downsample_factor, tuple(inversion.x0.shape))
     scheduler = DDIMScheduler.from_config(inversion.scheduler_config)
     t_inv = inversion.noisiest_t
     T = default_start_timestep(scheduler, inversion.num_sampling_steps) if start_timestep is None else int(start_timestep)

@@ -74,7 +74,8 @@ def transfer(
     with low_memory_mode(model) if low_memory else contextlib.nullcontext():
         if inversion is None:
             with vae_in_use():
-                x0 = encode_frames(model, frames, slice_size=vae_slice_size)
+                x0 = encode_frames(model, frames, slice_size=vae_slice_size, on_step=on_step,
+                                   check_interrupt=check_interrupt)
             inversion = invert_latents(model, x0, with_prefix(source_prompt, prompt_prefix), num_inversion_steps,
                                        num_steps, on_step=on_step, check_interrupt=check_interrupt,
                                        context=context, guidance_window=guidance_window)
@@ -84,5 +85,6 @@ def transfer(
         sample = guided_sample(model, targets, init, target_prompt, negative_prompt, settings, seed=seed,
                                prompt_prefix=prompt_prefix, on_step=on_step, check_interrupt=check_interrupt)
         with vae_in_use():
-            out = decode_latents(model, sample.latents, slice_size=vae_slice_size)
+            out = decode_latents(model, sample.latents, slice_size=vae_slice_size, on_step=on_step,
+                                 check_interrupt=check_interrupt)
     return TransferResult(frames=out, inversion=inversion, targets=targets, init_latent=init, sample=sample)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import math
+
 import numpy as np
 import torch
 
@@ -47,12 +49,26 @@ class GuidanceSettings:
     gradient_checkpointing: bool = False
 
     def validate(self) -> None:
+        """Raise InputError, naming the setting and what to give instead, for unusable values."""
+        if not math.isfinite(float(self.guidance_scale)):
+            raise InputError(f"The guidance scale (cfg) must be a finite number, got {self.guidance_scale}; "
+                             f"the authors use 10.")
         if self.optimization_steps < 0:
-            raise InputError(f"Optimisation steps must be >= 0, got {self.optimization_steps}.")
+            raise InputError(f"Optimisation steps must be >= 0 (0 turns motion guidance off), got "
+                             f"{self.optimization_steps}; the authors use 10.")
         if self.loss not in LOSS_FORMS:
             raise InputError(f"Loss form must be one of {LOSS_FORMS}, got '{self.loss}'.")
-        if min(self.lr_range) < 0 or self.lr < 0:
-            raise InputError("Learning rates must be >= 0.")
+        rates = {"first learning rate (lr_range[0])": self.lr_range[0],
+                 "last learning rate (lr_range[1])": self.lr_range[1]}
+        if not self.lr_decay:
+            rates = {"constant learning rate (lr)": self.lr}
+        for name, value in rates.items():
+            if not math.isfinite(float(value)) or value < 0:
+                raise InputError(
+                    f"The {name} is {value}: learning rates must be finite numbers >= 0 (0 = the latent is not "
+                    f"moved). The authors use 0.007 for the first guided step and 0.004 for the last "
+                    f"(constant: 0.01); values above about 0.05 tend to break the video."
+                )
 
     def learning_rates(self, num_guided: int) -> list[float]:
         """lr per guided step: linspace(*lr_range, num_guided) or the constant lr."""
@@ -156,10 +172,22 @@ def denoise_step(
 def _check_latent(latent: torch.Tensor, targets: Targets) -> None:
     if latent.ndim != 5 or latent.shape[0] != 1:
         raise InputError(f"The initial latent must be (1, 4, F, h, w); got {tuple(latent.shape)}.")
-    if latent.shape[2] != targets.num_frames:
+    check_latent_fits(tuple(latent.shape), targets)
+
+
+def check_latent_fits(shape: tuple[int, ...], targets: Targets) -> None:
+    """Raise InputError naming both shapes when a (1, 4, F, h, w) latent does not match the frame
+    count (and, when the targets know it, the latent size) of the inversion the targets came from."""
+    want = getattr(targets, "latent_shape", None)
+    frames_ok = shape[2] == targets.num_frames
+    size_ok = want is None or tuple(shape[-2:]) == tuple(want[-2:])
+    if not (frames_ok and size_ok):
+        made = f"{targets.num_frames} frames" + (
+            f" of latent size {want[-2]}x{want[-1]} ({want[-1] * 8}x{want[-2] * 8} px)" if want is not None else "")
         raise InputError(
-            f"The initial latent has {latent.shape[2]} frames but the targets {targets.num_frames}: "
-            f"both must come from the same inversion."
+            f"The initial latent {tuple(shape)} ({shape[2]} frames of latent size {shape[-2]}x{shape[-1]}, "
+            f"{shape[-1] * 8}x{shape[-2] * 8} px) does not match the targets, which were made from {made}. "
+            f"Make the latent and the targets from the same inversion (same frame count, width and height)."
         )
 
 

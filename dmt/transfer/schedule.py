@@ -8,6 +8,7 @@ DDIMScheduler config (spacing, steps_offset), so they match diffusers exactly; f
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import torch
@@ -56,6 +57,9 @@ def make_schedule(
     the last int(num_steps * min).
     """
     lo, hi = (float(v) for v in guidance_window)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise InputError(f"Guidance window values must be finite numbers in [0, 1], got ({lo}, {hi}); "
+                         f"the authors use (0.6, 1.0).")
     if not (0.0 <= lo <= 1.0 and 0.0 <= hi <= 1.0):
         raise InputError(f"Guidance window values must lie in [0, 1], got ({lo}, {hi}).")
     if lo > hi:
@@ -126,7 +130,8 @@ def check_inversion_covers(scheduler: DDIMScheduler, num_inversion_steps: int, n
     if lacking:
         valid = valid_inversion_steps(scheduler, needed)
         raise InputError(
-            f"{num_inversion_steps} inversion steps do not visit the guided timesteps "
-            f"{lacking[:5]}{' and more' if len(lacking) > 5 else ''}. Valid numbers of inversion steps for "
-            f"this schedule: {_ranges(valid)} (the authors use 999)."
+            f"Inversion steps {num_inversion_steps} do not fit the sampling steps: the inversion must pass through "
+            f"every guided sampling timestep and {num_inversion_steps} steps skip "
+            f"{lacking[:5]}{' and more' if len(lacking) > 5 else ''}. Set the inversion steps to one of "
+            f"{_ranges(valid)} (the authors use 999), or change the sampling steps."
         )

@@ -27,8 +27,11 @@ class Targets:
         axis in window order: (Σ_k n_k, D); `window_smms` splits them.
     schedule: the sampling schedule (timesteps and guided timesteps) they were made for.
     feature_paths: the captured UNet submodules, in execution order.
+    num_frames: frames of the inverted video.
     model_fingerprint: the model that made them.
     context: the temporal context windows (the inversion's; None: one pass).
+    latent_shape: (1, 4, F, h, w) of the inversion they came from (None when unknown, e.g. an
+        old saved file), so samplers can refuse a latent of another size before any work.
     """
 
     smms: dict[int, dict[str, torch.Tensor]]
@@ -37,6 +40,7 @@ class Targets:
     num_frames: int
     model_fingerprint: str = ""
     context: ContextOptions | None = None
+    latent_shape: tuple[int, ...] | None = None
 
     def windows(self) -> list[range] | None:
         """The context windows in use, or None for one pass."""
@@ -99,15 +103,19 @@ def extract_targets(
     lacking = [t for t in schedule.guided if t not in inversion.latents]
     if lacking:
         if inversion.num_sampling_steps != num_steps:
-            why = (f"it was made for {inversion.num_sampling_steps} sampling steps, not {num_steps}. Invert again "
-                   f"with {num_steps} sampling steps")
-        else:
-            kept = sorted((t for t in inversion.latents if t != inversion.noisiest_t), reverse=True)
-            span = f"{kept[0]} … {kept[-1]}" if kept else "none"
-            why = (f"it keeps only the latents its own guidance window needs (guided timesteps {span}). Invert "
-                   f"again with guidance window {tuple(guidance_window)} (or keep_all=True, which keeps every "
-                   f"sampling timestep), or use a window inside the kept one")
-        raise InversionMismatchError(f"The inversion kept no latent at guided timesteps {lacking[:5]}: {why}.")
+            raise InversionMismatchError(
+                f"Sampling steps do not match: the inversion was made for {inversion.num_sampling_steps} sampling "
+                f"steps, the targets ask for {num_steps}. Use {inversion.num_sampling_steps} sampling steps for the "
+                f"targets, or invert the video again with {num_steps} sampling steps."
+            )
+        kept = sorted((t for t in inversion.latents if t != inversion.noisiest_t), reverse=True)
+        span = f"{kept[0]} … {kept[-1]}" if kept else "none"
+        raise InversionMismatchError(
+            f"The inversion kept no latent at guided timesteps {lacking[:5]}: it keeps only the latents its own "
+            f"guidance window needs (guided timesteps {span}). Invert again with guidance window "
+            f"{tuple(guidance_window)} (or keep_all=True, which keeps every sampling timestep), or use a window "
+            f"inside the kept one."
+        )
     text = encode_prompt(model, inversion.source_prompt)
     paths = tuple(feature_paths)
     smms: dict[int, dict[str, torch.Tensor]] = {}
@@ -127,4 +135,5 @@ def extract_targets(
                 smms[t] = {p: torch.cat([pw[p] for pw in per_window]) for p in paths}
             on_step("targets", k + 1, len(schedule.guided), None)
     return Targets(smms=smms, schedule=schedule, feature_paths=paths, num_frames=inversion.num_frames,
-                   model_fingerprint=model.fingerprint, context=inversion.context)
+                   model_fingerprint=model.fingerprint, context=inversion.context,
+                   latent_shape=tuple(inversion.x0.shape))

@@ -79,7 +79,7 @@ def test_bad_inputs_give_messages(tiny_model_dir, video, tmp_path, capsys):
         ([], junk, "Cannot open video"),
         ([], one, "at least 2"),
         (["--width", "60"], video, "multiples of 8"),
-        (["--inversion-steps", "7"], video, "Valid numbers of inversion steps"),
+        (["--inversion-steps", "7"], video, "Set the inversion steps to one of"),
         (["--guidance-window", "0.5", "1.5"], video, "[0, 1]"),
         (["--optimization-steps", "-1"], video, ">= 0"),
         (["--model", str(tmp_path / "no-model")], video, "does not exist"),

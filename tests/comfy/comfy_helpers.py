@@ -109,6 +109,7 @@ class Server:
     cache: bool = False
     front_end_root: Path | None = None  # a frontend's static folder (--front-end-root); None: the pinned package
     env: dict = field(default_factory=dict)
+    extra_args: list = field(default_factory=list)  # more main.py options, e.g. ["--verbose", "DEBUG"]
     port: int = 0
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
@@ -127,6 +128,7 @@ class Server:
             args.append("--cache-none")
         if self.front_end_root is not None:
             args += ["--front-end-root", str(self.front_end_root)]
+        args += list(self.extra_args)
         env = dict(os.environ)
         # One thread: a tiny model on a busy 2-core machine is much slower with more (oversubscription).
         env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",

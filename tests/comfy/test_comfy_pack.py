@@ -317,13 +317,16 @@ def test_progress_and_live_previews(server, object_info):
         by_node.setdefault(p["node"], []).append((p["value"], p["max"]))
     invert_id = find(prompt, "DMTInvertVideo")[0]
     sampler_id = find(prompt, "DMTGuidedSampler")[0]
-    assert by_node[invert_id][-1] == (inv["inversion_steps"], inv["inversion_steps"])
-    assert len(by_node[invert_id]) == inv["inversion_steps"]
-    # Sampler: 4 guided steps x 2 Adam iterations + 10 denoise + 9 restart denoise passes.
-    assert by_node[sampler_id][-1] == (8 + 10 + 9, 8 + 10 + 9)
+    # Inversion: one step per VAE-encoded frame, then one per inversion step, on one bar.
+    frames = inv["frame_count"]
+    assert by_node[invert_id][-1] == (frames + inv["inversion_steps"],) * 2
+    assert len(by_node[invert_id]) == frames + inv["inversion_steps"]
+    # Sampler: 4 guided steps x 2 Adam iterations + 10 denoise + 9 restart denoise passes, then
+    # one step per VAE-decoded frame.
+    assert by_node[sampler_id][-1] == (8 + 10 + 9 + frames,) * 2
     assert find(prompt, "DMTExtractTargets")[0] in by_node
     jpegs = [b for b in binaries if b[8:10] == b"\xff\xd8"]  # event type, image type, JPEG data
-    assert len(jpegs) >= 8 + 19, f"expected a preview per sampler step, got {len(jpegs)}"
+    assert len(jpegs) >= 8 + 19 + frames, f"expected a preview per sampler and decode step, got {len(jpegs)}"
 
 
 # --- caching, cancel --------------------------------------------------------------------------

@@ -33,7 +33,7 @@ def test_round_trip_error_shrinks_with_more_steps(tiny_model, clip):
 
 def test_invalid_inversion_steps_list_valid_values(tiny_model, inversion):
     bad = dmt.invert_latents(tiny_model, inversion.x0, "", num_inversion_steps=7, num_sampling_steps=STEPS)
-    with pytest.raises(dmt.InputError, match=r"Valid numbers of inversion steps.*999"):
+    with pytest.raises(dmt.InputError, match=r"Set the inversion steps to one of.*999"):
         dmt.extract_targets(tiny_model, bad)
 
 
