@@ -277,38 +277,34 @@ The loss curve and a validation clip (the first caption, with the motion) show h
 NOTE_T2V = """Generate a video with a customized motion: Load Motion picks a file from models/dmt_motions (made by the 'dmt_customize_motion' workflow); Apply Motion adds it to the model with a strength (0-2; chain a second Apply Motion to combine two motions). Write the motion's token in the prompt, e.g. 'a bear doing the sks dance on the beach'. The loaded model stays unchanged: the motion is patched in only while Text to Video runs."""
 
 BUILD_CUSTOMIZE = r"""
-B.note(NOTE, 20, 20, 1240, 260, "How to teach a motion");
+B.note(NOTE, 20, 20, 1240, 240, "How to teach a motion");
 const clips = [];
-const loader = B.add("DMTLoadZeroScope", 400, 330, 420, 130);
-B.set(loader, {model_name: DOWNLOAD, dtype: "float16", device: "auto"});
-let examples = null;
-[[CAPTION, 500], [CAPTION2, 980]].forEach(([caption, y], k) => {
-  const loadVideo = B.add("LoadVideo", 40, y, 320, 420);
+let examples = null, firstComps = null;
+[[CAPTION, 0], [CAPTION2, 1]].forEach(([caption, k]) => {
+  const loadVideo = B.add("LoadVideo", 20 + 320 * k, 330, 300, 380);
   B.set(loadVideo, {file: INPUT});
-  const comps = B.add("GetVideoComponents", 400, y, 240, 90);
+  const comps = B.add("GetVideoComponents", 20 + 320 * k, 770, 300, 90);
   B.link(loadVideo, "VIDEO", comps, "video");
-  const ex = B.add("DMTMotionExamples", 680, y, 360, 320);
+  const ex = B.add("DMTMotionExamples", 680, 330 + 360 * k, 340, 300);
   B.link(comps, "images", ex, "images");
   B.set(ex, {caption: caption});
   if (examples) B.link(examples, "examples", ex, "examples");
   examples = ex;
+  firstComps = firstComps || comps;
   clips.push(loadVideo, comps, ex);
 });
-const train = B.add("DMTTrainMotion", 1080, 330, 400, 520);
+const loader = B.add("DMTLoadZeroScope", 1080, 330, 380, 130);
+B.set(loader, {model_name: DOWNLOAD, dtype: "float16", device: "auto"});
+const train = B.add("DMTTrainMotion", 1080, 590, 380, 500);
 B.link(loader, "model", train, "model");
 B.link(examples, "examples", train, "examples");
 B.set(train, {seed: 0, control_after_generate: "fixed"});
 const save = B.add("DMTSaveMotion", 1520, 330, 320, 110);
 B.link(train, "motion", save, "motion");
 B.set(save, {name: MOTION_NAME});
-const curve = B.add("PreviewImage", 1520, 490, 420, 300);
+const curve = B.add("PreviewImage", 1520, 500, 400, 320);
 B.link(train, "loss curve", curve, "images");
-const create = B.add("CreateVideo", 1520, 840, 260, 90);
-B.link(train, "validation frames", create, "images");
-B.set(create, {fps: 8});
-const saveVideo = B.add("SaveVideo", 1820, 840, 360, 420);
-B.link(create, "VIDEO", saveVideo, "video");
-B.set(saveVideo, {filename_prefix: "dmt/motion_validation"});
+const [create, saveVideo] = B.saveVideo(train, "validation frames", firstComps, 1960, 330, "dmt/motion_validation", 320, 420);
 B.group("1 · Example clips with captions (token 'sks')", clips, COLORS.input);
 B.group("2 · Model", [loader], COLORS.model);
 B.group("3 · Train", [train], COLORS.sample);
@@ -317,21 +313,21 @@ B.group("4 · Motion file, loss curve, validation clip", [save, curve, create, s
 
 BUILD_T2V = r"""
 B.note(NOTE, 20, 20, 1240, 160, "Text to video with a customized motion");
-const loader = B.add("DMTLoadZeroScope", 40, 230, 420, 130);
+const loader = B.add("DMTLoadZeroScope", 40, 300, 420, 130);
 B.set(loader, {model_name: DOWNLOAD, dtype: "float16", device: "auto"});
-const motion = B.add("DMTLoadMotion", 40, 410, 420, 90);
+const motion = B.add("DMTLoadMotion", 40, 480, 420, 90);
 B.set(motion, {motion_name: MOTION_NAME + ".safetensors"});
-const apply = B.add("DMTApplyMotion", 500, 230, 320, 130);
+const apply = B.add("DMTApplyMotion", 500, 300, 320, 130);
 B.link(loader, "model", apply, "model");
 B.link(motion, "motion", apply, "motion");
 B.set(apply, {strength: 1.0});
-const t2v = B.add("DMTTextToVideo", 860, 230, 400, 480);
+const t2v = B.add("DMTTextToVideo", 860, 300, 400, 480);
 B.link(apply, "model", t2v, "model");
 B.set(t2v, {prompt: T2V_PROMPT, seed: 0, control_after_generate: "fixed"});
-const create = B.add("CreateVideo", 1300, 230, 260, 90);
+const create = B.add("CreateVideo", 1300, 300, 260, 90);
 B.link(t2v, "images", create, "images");
 B.set(create, {fps: 8});
-const save = B.add("SaveVideo", 1600, 230, 360, 420);
+const save = B.add("SaveVideo", 1600, 300, 360, 420);
 B.link(create, "VIDEO", save, "video");
 B.set(save, {filename_prefix: "dmt/text_to_video"});
 B.group("1 · Model and motion", [loader, motion, apply], COLORS.model);
