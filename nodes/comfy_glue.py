@@ -52,17 +52,23 @@ def list_model_folders() -> list[str]:
     return sorted(names)
 
 
-def check_folder_name(name: str) -> str:
-    """Refuse names that could reach outside the models folder; returns the name normalised."""
+def check_relative_name(name: str, what: str, folder: str, error: type[Exception]) -> str:
+    """Refuse names that could reach outside `folder` (absolute paths, drives, '..'); returns the
+    name normalised to a relative '/'-separated path. `what` names the thing in the message."""
     if not isinstance(name, str) or not name.strip():
-        raise dmt.ModelLoadError("No model folder was chosen.")
+        raise error(f"No {what} was chosen.")
     posix, windows = PurePosixPath(name.replace("\\", "/")), PureWindowsPath(name)
     if posix.is_absolute() or windows.is_absolute() or windows.drive or ".." in posix.parts or ":" in name:
-        raise dmt.ModelLoadError(
-            f"Model name '{name}' is not a folder name under ComfyUI's models/diffusers folder; "
+        raise error(
+            f"{what.capitalize()} '{name}' is not a name under ComfyUI's {folder} folder; "
             f"absolute paths and '..' are refused."
         )
     return "/".join(p for p in posix.parts if p not in ("", "."))
+
+
+def check_folder_name(name: str) -> str:
+    """Refuse model names that could reach outside the models folder; returns the name normalised."""
+    return check_relative_name(name, "model folder", "models/diffusers", dmt.ModelLoadError)
 
 
 def find_model_folder(name: str) -> Path | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 
 import folder_paths
 import torch
@@ -17,7 +17,7 @@ from .. import dmt
 from ..dmt import customize
 
 from . import model_management
-from .comfy_glue import CATEGORY, DMTModel, Progress, check_interrupt, run_scope
+from .comfy_glue import CATEGORY, DMTModel, Progress, check_interrupt, check_relative_name, run_scope
 from .motion_patch import motions_of, with_motion
 
 log = logging.getLogger("dmt")
@@ -57,15 +57,7 @@ def motion_roots() -> list[str]:
 
 def check_motion_name(name: str) -> str:
     """A relative '/'-separated name inside the motions folder; refuses absolute paths, drives and '..'."""
-    if not isinstance(name, str) or not name.strip():
-        raise dmt.InputError("No motion file name was given.")
-    posix, windows = PurePosixPath(name.replace("\\", "/")), PureWindowsPath(name)
-    if posix.is_absolute() or windows.is_absolute() or windows.drive or ".." in posix.parts or ":" in name:
-        raise dmt.InputError(
-            f"Motion name '{name}' is not a file name under ComfyUI's models/{MOTION_FOLDER} folder; "
-            f"absolute paths and '..' are refused."
-        )
-    return "/".join(p for p in posix.parts if p not in ("", "."))
+    return check_relative_name(name, "motion file name", f"models/{MOTION_FOLDER}", dmt.InputError)
 
 
 def _inside(root: str, rel: str) -> Path:
