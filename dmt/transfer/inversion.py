@@ -164,7 +164,7 @@ def invert_video(
     """
     if not keep_all:  # a bad window fails before the VAE and the long loop
         make_schedule(model.scheduler, num_sampling_steps, guidance_window)
-        x0 = encode_frames(model, frames, slice_size=vae_slice_size, on_step=on_step, check_interrupt=check_interrupt)
+    x0 = encode_frames(model, frames, slice_size=vae_slice_size, on_step=on_step, check_interrupt=check_interrupt)
     return invert_latents(
         model, x0, with_prefix(source_prompt, prompt_prefix), num_inversion_steps, num_sampling_steps,
         on_step=on_step, check_interrupt=check_interrupt, context=context, guidance_window=guidance_window,

@@ -19,6 +19,16 @@ def test_keeps_guided_timesteps_and_noisiest(inversion, clip):
     assert inversion.source_prompt == dmt.AUTHORS_PROMPT_PREFIX + "a square"
 
 
+def test_keep_all_keeps_every_sampling_timestep_with_the_same_numbers(tiny_model, clip, inversion):
+    from helpers import INV_STEPS, STEPS
+
+    full = dmt.invert_video(tiny_model, clip, "a square", num_inversion_steps=INV_STEPS, num_sampling_steps=STEPS,
+                            keep_all=True)
+    assert set(full.latents) == {981, 901, 801, 701, 601, 501, 401, 301, 201, 101, 1}
+    assert torch.equal(full.x0, inversion.x0)
+    assert all(torch.equal(full.latents[t], inversion.latents[t]) for t in inversion.latents)
+
+
 def test_round_trip_error_shrinks_with_more_steps(tiny_model, clip):
     x0 = dmt.encode_frames(tiny_model, clip)
     errors = {}
