@@ -27,7 +27,8 @@ DMT_NODES = ["DMTLoadZeroScope", "DMTInvertVideo", "DMTExtractTargets", "DMTLowF
              "DMTGuidedSampler", "DMTSaveInversion", "DMTLoadInversion"]
 # The motion-customization workflows need a trained motion; tests/comfy/test_customize_nodes.py runs them.
 CUSTOMIZE_WORKFLOWS = {"dmt_customize_motion.json", "dmt_text_to_video.json"}
-WORKFLOWS = sorted(p for p in WORKFLOW_DIR.glob("*.json") if p.name not in CUSTOMIZE_WORKFLOWS)
+ALL_WORKFLOWS = sorted(WORKFLOW_DIR.glob("*.json"))
+WORKFLOWS = [p for p in ALL_WORKFLOWS if p.name not in CUSTOMIZE_WORKFLOWS]
 SCREENSHOTS = Path(os.environ.get("DMT_SCREENSHOT_DIR", "/tmp/dmt_workflow_screenshots"))
 DOWNLOAD_ENTRY = "zeroscope_v2_576w (download cerspense/zeroscope_v2_576w on first use)"
 
@@ -152,8 +153,8 @@ def frontend(request, server, comfy_dir, tmp_path_factory):
 def test_workflows_are_templates_with_thumbnails(server):
     """ComfyUI's template browser lists every workflow of the pack, and serves it and its .jpg."""
     listed = server.get("/workflow_templates")
-    assert sorted(listed.get(PACK_NAME, [])) == sorted(p.stem for p in WORKFLOWS), listed
-    for path in WORKFLOWS:
+    assert sorted(listed.get(PACK_NAME, [])) == sorted(p.stem for p in ALL_WORKFLOWS), listed
+    for path in ALL_WORKFLOWS:
         assert server.get(f"/api/workflow_templates/{PACK_NAME}/{path.name}") == json.loads(path.read_text())
         with urllib.request.urlopen(f"{server.url}/api/workflow_templates/{PACK_NAME}/{path.stem}.jpg") as r:
             assert r.headers["Content-Type"] == "image/jpeg" and r.read(3) == b"\xff\xd8\xff", path.stem

@@ -184,11 +184,15 @@ def test_two_motions_chain(server, object_info, trained):
 
 def test_saved_motion_equals_the_trained_one(server, object_info, trained):
     """Generating with the motion straight from Train Motion and with the file Save Motion wrote,
-    loaded again by Load Motion, gives the same frames."""
+    loaded again by Load Motion, gives the same frames up to the file's float16 rounding (motion
+    files are stored in float16 by default): at most one 8-bit level on a few pixels."""
     _, first = trained
     second = server.run(t2v_prompt(object_info, MOTION_FILE, prefix="loaded"))
     assert_success(second)
-    np.testing.assert_array_equal(frames_of(server, first, "trained"), frames_of(server, second, "loaded"))
+    a = frames_of(server, first, "trained").astype(np.int16)
+    b = frames_of(server, second, "loaded").astype(np.int16)
+    diff = np.abs(a - b)
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (diff.max(), (diff > 0).mean())
 
 
 def test_save_into_subfolder(server, object_info, trained):
@@ -226,10 +230,12 @@ def test_cancel_during_training_leaves_the_cached_model_unchanged(server, cachin
     assert msgs["execution_interrupted"]["node_type"] == "DMTTrainMotion", msgs["execution_interrupted"]
     assert not (srv.base / "models" / "dmt_motions" / MOTION_FILE).exists(), "a cancelled training saved a motion"
 
-    after = srv.run(t2v_prompt(object_info, None, prefix="after"))
+    after_prompt = t2v_prompt(object_info, None, prefix="after")
+    after = srv.run(after_prompt)
     assert_success(after)
     cached = set(status_messages(after)["execution_cached"]["nodes"])
-    assert find(long_run, "DMTLoadZeroScope")[0] in cached, "the model was reloaded; the check proves nothing"
+    # the loader of this prompt (the same inputs as the training's) came from the cache
+    assert find(after_prompt, "DMTLoadZeroScope")[0] in cached, "the model was reloaded; the check proves nothing"
     np.testing.assert_array_equal(frames_of(srv, after, "after"), frames_of(server, reference, "ref"))
 
 
