@@ -137,13 +137,14 @@ def encode_frames(
     check_size(frames.shape[2], frames.shape[1])
     _check_slice(slice_size)
     vae = model.vae
-    pixels = frames.to(vae.device, torch.float32).permute(0, 3, 1, 2) * 2.0 - 1.0
+    # One cast for all chunks: diffusers' `vae.dtype` walks every module on each access.
+    pixels = (frames.to(vae.device, torch.float32).permute(0, 3, 1, 2) * 2.0 - 1.0).to(vae.dtype)
     out = []
     total = num_chunks(pixels.shape[0], slice_size)
     with explain_out_of_memory("VAE encoding"), evaluation():
         for k, i in enumerate(range(0, pixels.shape[0], slice_size)):
             checkpoint(check_interrupt)
-            dist = vae.encode(pixels[i : i + slice_size].to(vae.dtype)).latent_dist
+            dist = vae.encode(pixels[i : i + slice_size]).latent_dist
             out.append(dist.mean.float())
             on_step("encode", k + 1, total, None)
     x0 = torch.cat(out) * vae.config.scaling_factor
@@ -173,13 +174,13 @@ def decode_latents(
         raise InputError(f"Latents must have shape (1, C, F, h, w), got {tuple(latents.shape)}.")
     _check_slice(slice_size)
     vae = model.vae
-    z = (latents[0].permute(1, 0, 2, 3) / vae.config.scaling_factor).to(vae.device)
+    z = (latents[0].permute(1, 0, 2, 3) / vae.config.scaling_factor).to(vae.device, vae.dtype)
     out = []
     total = num_chunks(z.shape[0], slice_size)
     with explain_out_of_memory("VAE decoding"), evaluation():
         for k, i in enumerate(range(0, z.shape[0], slice_size)):
             checkpoint(check_interrupt)
-            out.append(vae.decode(z[i : i + slice_size].to(vae.dtype)).sample.float())
+            out.append(vae.decode(z[i : i + slice_size]).sample.float())
             on_step("decode", k + 1, total, latents)
     images = torch.cat(out)
     return (images / 2 + 0.5).clamp_(0, 1).permute(0, 2, 3, 1).contiguous()
