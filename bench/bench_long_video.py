@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -47,20 +46,10 @@ import dmt  # noqa: E402
 from dmt.transfer import pipeline  # noqa: E402
 from dmt.transfer.context import ContextOptions  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_dmt import peak_rss_bytes, rss_bytes  # noqa: E402  (same measuring as the main benchmark)
+
 MB = 1024**2
-
-
-def rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):
-        return 0
-
-
-def peak_rss_bytes() -> int:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def synthetic_clip(num_frames: int, width: int, height: int, seed: int = 0) -> torch.Tensor:
