@@ -2,7 +2,8 @@
 
 Sub-commands: transfer (motion transfer), batch (many transfers from a job file, in-process or on
 Ray), customize (teach a motion from example clips), generate (text-to-video with motions), score
-(Motion-Fidelity score), demo (offline install check). `python -m dmt SUBCOMMAND --help` lists
+(Motion-Fidelity score), demo (offline install check), toyworld (train or evaluate the toy-world
+model that measures quality on a CPU). `python -m dmt SUBCOMMAND --help` lists
 every option and its default.
 """
 
@@ -17,6 +18,7 @@ from .batch import add_batch_command
 from .demo import add_demo_command
 from .generate import add_generate_command
 from .score import add_score_command
+from .toyworld import add_toyworld_command
 from .transfer import add_transfer_command, preset_defaults
 
 
@@ -30,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_command(sub)
     add_score_command(sub)
     add_batch_command(sub)
+    add_toyworld_command(sub)
     return parser
 
 

@@ -1,0 +1,59 @@
+"""The toy model's folder beyond diffusers' own files: toyworld.json (what kind of model it is,
+its own defaults for the CLI and nodes, the training record) and the bundled model's location."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+MODEL_KIND = "dmt-toyworld-zeroscope"
+#: the trained toy model shipped with the package (a diffusers folder)
+BUNDLED_MODEL = Path(__file__).resolve().parent / "model"
+CARD_FILE = "toyworld.json"
+
+#: the toy model's own run defaults: its size and frames, an empty negative prompt (the
+#: unconditional caption it was trained with), and a low-frequency factor that keeps the object's
+#: place in its 16x16 latent (factor 4 would keep 4x4).
+DEFAULTS = {"width": 64, "height": 64, "num_frames": 8, "fps": 8, "negative_prompt": "",
+            "downsample_factor": 2}
+
+
+def read_card(folder: str | Path) -> dict | None:
+    """The toyworld.json of a model folder, or None when the folder is not a toy-world model."""
+    path = Path(folder) / CARD_FILE
+    if not path.is_file():
+        return None
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return card if card.get("kind") == MODEL_KIND else None
+
+
+def model_defaults(folder: str | Path) -> dict:
+    """The run defaults a model folder asks for ({} for a model without a toy-world card)."""
+    card = read_card(folder)
+    return dict(card.get("defaults", {})) if card else {}
+
+
+def write_model_files(out: Path, unet, text, scheduler, *, cfg: dict, log: list, timing: dict, threads: int) -> None:
+    """Save the trained UNet and text encoder, the scheduler, model_index.json and toyworld.json."""
+    unet.save_pretrained(str(out / "unet"))
+    text.save_pretrained(str(out / "text_encoder"))
+    scheduler.save_pretrained(str(out / "scheduler"))
+    (out / "model_index.json").write_text(json.dumps({
+        "_class_name": "TextToVideoSDPipeline", "_diffusers_version": "0.42.1",
+        "unet": ["diffusers", "UNet3DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+        "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+        "scheduler": ["diffusers", "DDIMScheduler"]}, indent=2))
+    unet_losses = [e["loss"] for e in log if e.get("stage") == "unet"]
+    curve = [round(float(sum(unet_losses[i:i + 100]) / len(unet_losses[i:i + 100])), 5)
+             for i in range(0, len(unet_losses), 100)]
+    vae_last = [e for e in log if e.get("stage") == "vae"][-1:] or [{}]
+    card = {"kind": MODEL_KIND, "defaults": DEFAULTS, "config": cfg,
+            "training": {"unet_steps": len(unet_losses), "final_loss_mean_100": curve[-1] if curve else None,
+                         "loss_curve_per_100_steps": curve, "vae_psnr_db": vae_last[0].get("psnr"),
+                         "seconds": timing, "torch_threads": threads, "torch": torch.__version__}}
+    (out / CARD_FILE).write_text(json.dumps(card, indent=1))

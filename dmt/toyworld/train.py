@@ -1,0 +1,313 @@
+"""Training the toy-world ZeroScope from scratch, resumably.
+
+Three stages, each kept on disk so an interrupted run (Ctrl-C, a crash, a closed laptop) goes on
+where it stopped with `--resume`:
+1. VAE (AutoencoderKL, 8x downsampling) on single frames of vocabulary clips: MSE + a small KL
+   term; then `scaling_factor` is set to 1/std of the latents (unit-variance latents, as the
+   scheduler expects). Written to OUT/vae/.
+2. Latents of a fixed set of vocabulary clips (posterior mean × scaling_factor), with captions,
+   in OUT/.train/latents.safetensors.
+3. UNet3DConditionModel + CLIP text encoder jointly, ε-prediction on ZeroScope's scheduler
+   config, uniform timesteps, caption dropout for classifier-free guidance (empty caption), motion
+   words dropped from some captions ("a red ball"), the authors' prompt prefix on half of them,
+   and time reversal as augmentation (a reversed "left" clip is a "right" clip with exact
+   latents). AdamW with a linear warm-up and a linear decay over the last fifth. State in
+   OUT/.train/state.safetensors every `checkpoint_every` steps and on Ctrl-C.
+The result is a diffusers folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/,
+model_index.json) that `load_zeroscope` loads, plus toyworld.json (the model's own defaults and
+the training record).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
+from safetensors.torch import load_file, save_file
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from ..customize.atomic import atomic_path
+from ..customize.train_state import load_train_state, save_train_state
+from ..errors import InputError
+from ..models.random_model import SCHEDULER_CONFIG, _randomize_temporal_convs
+from ..models.text import AUTHORS_PROMPT_PREFIX
+from .card import MODEL_KIND, write_model_files
+from .tokenizer import save_word_tokenizer
+from .world import DIRECTIONS, random_vocabulary_clip, subject
+
+OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    """Everything that defines a training run (its hash guards --resume). `unet_steps` may grow on
+    resume (train longer); every other field must match."""
+
+    seed: int = 0
+    size: int = 64
+    num_frames: int = 8
+    vae_channels: tuple[int, ...] = (16, 32, 32, 32)
+    vae_steps: int = 300
+    vae_batch: int = 16
+    vae_lr: float = 1.5e-3
+    kl_weight: float = 1e-6
+    num_clips: int = 2048
+    unet_channels: tuple[int, ...] = (16, 32, 64, 64)
+    text_width: int = 64
+    text_layers: int = 2
+    unet_steps: int = 8000
+    batch: int = 8
+    lr: float = 1e-3
+    warmup: int = 100
+    caption_dropout: float = 0.1
+    motion_word_dropout: float = 0.15
+    checkpoint_every: int = 50
+
+    def key(self) -> str:
+        d = dataclasses.asdict(self)
+        d.pop("unet_steps")
+        d.pop("checkpoint_every")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_unet(cfg: ToyConfig) -> UNet3DConditionModel:
+    """ZeroScope's UNet classes and block types at toy widths (random init, temporal convs not
+    zero so the temporal path trains from the start)."""
+    unet = UNet3DConditionModel(
+        down_block_types=("CrossAttnDownBlock3D",) * 3 + ("DownBlock3D",),
+        up_block_types=("UpBlock3D",) + ("CrossAttnUpBlock3D",) * 3,
+        layers_per_block=2, in_channels=4, out_channels=4, block_out_channels=cfg.unet_channels,
+        cross_attention_dim=cfg.text_width, attention_head_dim=4, norm_num_groups=8,
+        sample_size=cfg.size // 8)
+    _randomize_temporal_convs(unet, torch.Generator().manual_seed(cfg.seed + 1))
+    return unet
+
+
+def build_vae(cfg: ToyConfig) -> AutoencoderKL:
+    return AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                         block_out_channels=cfg.vae_channels, layers_per_block=1, norm_num_groups=8,
+                         in_channels=3, out_channels=3, latent_channels=4, sample_size=cfg.size,
+                         scaling_factor=1.0)
+
+
+def build_text_encoder(cfg: ToyConfig, vocab_size: int) -> CLIPTextModel:
+    return CLIPTextModel(CLIPTextConfig(
+        vocab_size=vocab_size, hidden_size=cfg.text_width, intermediate_size=2 * cfg.text_width,
+        num_attention_heads=4, num_hidden_layers=cfg.text_layers, projection_dim=cfg.text_width,
+        max_position_embeddings=77, bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1,
+        pad_token_id=vocab_size - 1))
+
+
+def _progress(total: int, initial: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
+
+
+# ---- stage 1: VAE -------------------------------------------------------------------------------
+
+def _train_vae(cfg: ToyConfig, out: Path, log: list) -> AutoencoderKL:
+    torch.manual_seed(cfg.seed)
+    vae = build_vae(cfg)
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr)
+    rng = np.random.default_rng(cfg.seed + 11)
+    bar = _progress(cfg.vae_steps, 0, "toy VAE")
+    for step in range(cfg.vae_steps):
+        frames = []
+        while len(frames) < cfg.vae_batch:
+            clip = random_vocabulary_clip(rng, cfg.num_frames, cfg.size, cfg.size)
+            frames.extend(clip.frames[rng.choice(cfg.num_frames, 2, replace=False)])
+        x = torch.stack(frames[: cfg.vae_batch]).permute(0, 3, 1, 2) * 2 - 1
+        post = vae.encode(x).latent_dist
+        rec = vae.decode(post.sample()).sample
+        mse = F.mse_loss(rec, x)
+        loss = mse + cfg.kl_weight * post.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        psnr = 10 * math.log10(4.0 / max(mse.item(), 1e-10))
+        bar.set_postfix(mse=f"{mse.item():.4f}", psnr=f"{psnr:.1f}dB")
+        bar.update()
+        if step % 10 == 0 or step == cfg.vae_steps - 1:
+            log.append({"stage": "vae", "step": step + 1, "mse": mse.item(), "psnr": psnr})
+    bar.close()
+    vae.eval()
+    with torch.no_grad():  # unit-variance latents
+        clips = [random_vocabulary_clip(rng, cfg.num_frames, cfg.size, cfg.size).frames for _ in range(16)]
+        z = vae.encode(torch.cat(clips).permute(0, 3, 1, 2) * 2 - 1).latent_dist.mean
+    vae.register_to_config(scaling_factor=float(1.0 / z.std()))
+    vae.save_pretrained(str(out / "vae"))
+    return vae
+
+
+# ---- stage 2: latents of the training clips ----------------------------------------------------
+
+def _encode_clips(cfg: ToyConfig, vae: AutoencoderKL, path: Path) -> None:
+    rng = np.random.default_rng(cfg.seed + 22)
+    lat, meta = [], []
+    bar = _progress(cfg.num_clips, 0, "encoding clips")
+    with torch.no_grad():
+        for _ in range(cfg.num_clips):
+            clip = random_vocabulary_clip(rng, cfg.num_frames, cfg.size, cfg.size)
+            z = vae.encode(clip.frames.permute(0, 3, 1, 2) * 2 - 1).latent_dist.mean * vae.config.scaling_factor
+            lat.append(z.permute(1, 0, 2, 3).contiguous())  # (4, F, h, w)
+            meta.append([clip.colour, clip.shape, *clip.motion.split("/")])
+            bar.update()
+    bar.close()
+    with atomic_path(path) as tmp:
+        save_file({"latents": torch.stack(lat)}, str(tmp), metadata={"meta": json.dumps(meta)})
+
+
+def _caption(colour: str, shape: str, direction: str, speed: str, reverse: bool, rng: torch.Generator,
+             cfg: ToyConfig) -> str:
+    if reverse:
+        direction = OPPOSITE[direction]
+    u = torch.rand(3, generator=rng).tolist()
+    if u[0] < cfg.caption_dropout:
+        return ""
+    text = subject(colour, shape) if u[1] < cfg.motion_word_dropout else \
+        f"{subject(colour, shape)} moving {direction} {speed}"
+    return (AUTHORS_PROMPT_PREFIX.lower() + text) if u[2] < 0.5 else text
+
+
+# ---- stage 3: UNet + text encoder --------------------------------------------------------------
+
+def train_toy_model(out: str | Path, cfg: ToyConfig = ToyConfig(), resume: bool = False,
+                    threads: int | None = None) -> Path:
+    """Train (or resume) the toy model into `out`; returns the folder.
+
+    Raises InputError when `out` is not empty and `resume` is off, or when the state in `out`
+    belongs to another configuration (nothing is overwritten in either case)."""
+    out = Path(out)
+    state_dir = out / ".train"
+    cfg_file = state_dir / "config.json"
+    if out.exists() and any(out.iterdir()):
+        if not resume:
+            raise InputError(f"'{out}' is not empty. Give an empty or new folder, or add --resume to continue "
+                             f"the training that is in it.")
+        if not cfg_file.is_file():
+            raise InputError(f"'{out}' holds no toy-world training state ({cfg_file} is missing); nothing to "
+                             f"resume. Give an empty or new folder to start a new training.")
+        saved = json.loads(cfg_file.read_text())
+        if saved.get("key") != cfg.key():
+            raise InputError(f"The training in '{out}' used another configuration ({saved.get('config')}); "
+                             f"resume it with the same settings, or train into a new folder.")
+    if threads:
+        torch.set_num_threads(threads)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    cfg_file.write_text(json.dumps({"key": cfg.key(), "config": dataclasses.asdict(cfg)}, indent=1))
+    log_file = state_dir / "log.json"
+    log: list = json.loads(log_file.read_text()) if log_file.is_file() else []
+    timing = json.loads((state_dir / "timing.json").read_text()) if (state_dir / "timing.json").is_file() else {}
+
+    def save_log() -> None:
+        log_file.write_text(json.dumps(log))
+        (state_dir / "timing.json").write_text(json.dumps(timing))
+
+    t0 = time.time()
+    if (out / "vae" / "config.json").is_file():
+        vae = AutoencoderKL.from_pretrained(str(out / "vae")).eval()
+    else:
+        vae = _train_vae(cfg, out, log)
+        timing["vae_s"] = time.time() - t0
+        save_log()
+    tok = save_word_tokenizer(out / "tokenizer")
+    lat_file = state_dir / "latents.safetensors"
+    if not lat_file.is_file():
+        t1 = time.time()
+        _encode_clips(cfg, vae, lat_file)
+        timing["encode_s"] = time.time() - t1
+        save_log()
+    data = load_file(str(lat_file))["latents"]
+    from safetensors import safe_open
+    with safe_open(str(lat_file), framework="pt") as f:
+        meta = json.loads(f.metadata()["meta"])
+
+    torch.manual_seed(cfg.seed + 2)
+    unet = build_unet(cfg).train()
+    text = build_text_encoder(cfg, len(tok)).train()
+    scheduler = DDIMScheduler(**SCHEDULER_CONFIG)
+    alphas = scheduler.alphas_cumprod.float()
+    params = {f"unet.{k}": p for k, p in unet.named_parameters()} | {f"text.{k}": p for k, p in text.named_parameters()}
+    opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=0.01)
+    gen = torch.Generator().manual_seed(cfg.seed + 3)
+    step = 0
+    state_file = state_dir / "state.safetensors"
+    if state_file.is_file():
+        st = load_train_state(state_file)
+        with torch.no_grad():
+            for k, v in st["params"].items():
+                params[k].copy_(v)
+        opt.load_state_dict(st["optimizer_state"])
+        gen.set_state(st["rng"])
+        step = st["step"]
+
+    def checkpoint() -> None:
+        save_train_state(state_file, step, params, opt, gen, None, {"config": cfg.key()})
+        save_log()
+
+    def lr_at(s: int) -> float:
+        decay_from = int(cfg.unet_steps * 0.8)
+        f = min(1.0, (s + 1) / cfg.warmup)
+        if s >= decay_from:
+            f *= max(0.05, 1 - (s - decay_from) / max(1, cfg.unet_steps - decay_from))
+        return cfg.lr * f
+
+    bar = _progress(cfg.unet_steps, step, "toy UNet + text")
+    t_start, s_start = time.time(), step
+    try:
+        while step < cfg.unet_steps:
+            idx = torch.randint(len(data), (cfg.batch,), generator=gen)
+            rev = torch.rand(cfg.batch, generator=gen) < 0.5
+            x0 = data[idx].clone()
+            x0[rev] = x0[rev].flip(2)
+            captions = [_caption(*meta[i], bool(r), gen, cfg) for i, r in zip(idx.tolist(), rev.tolist())]
+            ids = tok(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+            t = torch.randint(0, scheduler.config.num_train_timesteps, (cfg.batch,), generator=gen)
+            noise = torch.randn(x0.shape, generator=gen)
+            a = alphas[t].view(-1, 1, 1, 1, 1)
+            xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step)
+            pred = unet(xt, t, text(ids)[0]).sample
+            loss = F.mse_loss(pred, noise)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(list(params.values()), 1.0)
+            opt.step()
+            step += 1
+            log.append({"stage": "unet", "step": step, "loss": loss.item()})
+            recent = [e["loss"] for e in log[-50:] if e.get("stage") == "unet"]
+            bar.set_postfix(loss=f"{np.mean(recent):.4f}", lr=f"{lr_at(step - 1):.1e}")
+            bar.update()
+            if step % cfg.checkpoint_every == 0:
+                timing["unet_s"] = timing.get("unet_s", 0.0) + time.time() - t_start
+                t_start = time.time()
+                checkpoint()
+    except KeyboardInterrupt:
+        timing["unet_s"] = timing.get("unet_s", 0.0) + time.time() - t_start
+        checkpoint()
+        bar.close()
+        raise InputError(f"Training stopped at step {step} of {cfg.unet_steps}; the state is saved. Continue with "
+                         f"the same command and --resume.") from None
+    bar.close()
+    timing["unet_s"] = timing.get("unet_s", 0.0) + time.time() - t_start
+    timing["unet_steps_this_run"] = step - s_start
+    checkpoint()
+    unet.eval()
+    text.eval()
+    write_model_files(out, unet, text, scheduler, cfg=dataclasses.asdict(cfg), log=log, timing=timing,
+                      threads=torch.get_num_threads())
+    return out
+
+
+__all__ = ["ToyConfig", "train_toy_model", "build_unet", "build_vae", "build_text_encoder", "MODEL_KIND"]

@@ -1,0 +1,185 @@
+"""The toy world: one coloured shape moving over a plain background along a known trajectory.
+
+Clips are (F, H, W, 3) float32 RGB in [0, 1] (the library's frame layout). Positions are object
+centres in pixels, (F, 2) as (x, y) with x to the right and y downwards.
+
+Two kinds of motion:
+* **vocabulary** motions, named by the captions: a direction (left, right, up, down) and a speed
+  (slowly: a quarter of the frame over the clip, quickly: half of it). These are the training data.
+* **held-out** motions (circle, zigzag, uturn, stopgo, bounce): never named by a caption and never
+  trained on; transferring or learning one is evidence of the method, not of the training set.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+COLOURS: dict[str, tuple[float, float, float]] = {
+    "red": (0.90, 0.15, 0.15),
+    "green": (0.15, 0.80, 0.20),
+    "blue": (0.20, 0.35, 0.95),
+    "yellow": (0.95, 0.85, 0.15),
+}
+SHAPES = ("ball", "square", "triangle")
+BACKGROUND = (0.12, 0.12, 0.12)
+DIRECTIONS: dict[str, tuple[float, float]] = {"left": (-1.0, 0.0), "right": (1.0, 0.0),
+                                              "up": (0.0, -1.0), "down": (0.0, 1.0)}
+#: total travel over the clip, as a fraction of the frame size
+SPEEDS: dict[str, float] = {"slowly": 0.25, "quickly": 0.5}
+HELD_OUT = ("circle", "zigzag", "uturn", "stopgo", "bounce")
+#: object radius as a fraction of the frame's smaller side
+RADIUS = 0.13
+#: the centre stays this far (fraction of the frame) from the borders
+MARGIN = 0.16
+
+
+@dataclass
+class Clip:
+    """frames: (F, H, W, 3) float32 in [0, 1]. positions: (F, 2) float32 pixel centres (x, y).
+    caption: the training caption (names the motion only for vocabulary motions).
+    motion: "left/quickly"-style name for vocabulary motions, else the held-out name."""
+
+    frames: torch.Tensor
+    positions: torch.Tensor
+    caption: str
+    colour: str
+    shape: str
+    motion: str
+    info: dict = field(default_factory=dict)
+
+
+def subject(colour: str, shape: str) -> str:
+    """'a red ball'."""
+    return f"a {colour} {shape}"
+
+
+def vocabulary_caption(colour: str, shape: str, direction: str, speed: str) -> str:
+    """'a red ball moving left quickly'."""
+    return f"{subject(colour, shape)} moving {direction} {speed}"
+
+
+# ---- trajectories, in normalised coordinates (0..1), shape (F, 2) -------------------------------
+
+def vocabulary_path(direction: str, speed: str, num_frames: int, rng: np.random.Generator) -> np.ndarray:
+    """Straight motion at constant speed, placed at random so the whole path stays inside."""
+    d = np.array(DIRECTIONS[direction])
+    travel = SPEEDS[speed]
+    t = np.linspace(0.0, 1.0, num_frames)[:, None]
+    lo, hi = MARGIN, 1.0 - MARGIN
+    start = rng.uniform(lo, hi, size=2)
+    for axis in (0, 1):
+        if d[axis] > 0:
+            start[axis] = rng.uniform(lo, hi - travel)
+        elif d[axis] < 0:
+            start[axis] = rng.uniform(lo + travel, hi)
+    return start + t * d * travel
+
+
+def held_out_path(name: str, num_frames: int, rng: np.random.Generator, *, canonical: bool = False,
+                  cycles: int = 1) -> np.ndarray:
+    """One of HELD_OUT, with a random placement, orientation and phase.
+
+    canonical: fixed orientation and phase (clockwise circle starting at the right, zigzag to the
+    right, ...), only the placement random: one well-defined motion to teach or compare against.
+    cycles: revolutions of the circle over the clip (long videos); 1 for the others."""
+    t = np.linspace(0.0, 1.0, num_frames)
+    sign = 1.0 if canonical else rng.choice([-1.0, 1.0])
+    if cycles != 1 and name != "circle":
+        raise ValueError("Only the circle repeats smoothly (cycles > 1); the other motions would jump.")
+    if name == "circle":  # `cycles` revolutions, cw or ccw, radius 0.22
+        path = _circle(num_frames, rng, sign, 0.0 if canonical else rng.uniform(0, 2 * math.pi), cycles)
+    elif name == "zigzag":  # across the frame, up and down on alternate frames
+        x = 0.5 + sign * (t - 0.5) * 0.5
+        y = 0.5 + rng.uniform(-0.05, 0.05) + 0.12 * (-1.0) ** np.arange(num_frames)
+        path = np.stack([x, y], 1)
+    elif name == "uturn":  # out and back along a U
+        s = np.sin(math.pi * t)
+        x = 0.5 + sign * (0.45 * s - 0.2)
+        y = 0.3 + rng.uniform(-0.03, 0.03) + 0.4 * t
+        path = np.stack([x, y], 1)
+    elif name == "stopgo":  # move, stop, move on
+        prof = np.concatenate([np.linspace(0, 0.5, 4), [0.5, 0.5], np.linspace(0.5, 1.0, num_frames - 4)[1:]])
+        prof = np.interp(np.linspace(0, len(prof) - 1, num_frames), np.arange(len(prof)), prof)
+        x = 0.5 + sign * (prof - 0.5) * 0.55
+        y = 0.5 + rng.uniform(-0.15, 0.15) + 0 * t
+        path = np.stack([x, y], 1)
+    elif name == "bounce":  # drift sideways while bouncing on a floor
+        x = 0.5 + sign * (t - 0.5) * 0.4
+        y = 0.78 - 0.5 * np.abs(np.sin(math.pi * 1.5 * t + 0.25))
+        path = np.stack([x, y], 1)
+    else:
+        raise ValueError(f"Unknown held-out motion '{name}'; choose one of {', '.join(HELD_OUT)}.")
+    return np.clip(path, MARGIN * 0.8, 1 - MARGIN * 0.8)
+
+
+def _circle(num_frames: int, rng: np.random.Generator, sign: float, phase: float, cycles: int) -> np.ndarray:
+    c = 0.5 + rng.uniform(-0.04, 0.04, size=2)
+    ang = phase + sign * 2 * math.pi * cycles * np.arange(num_frames) / num_frames
+    return np.stack([c[0] + 0.22 * np.cos(ang), c[1] + 0.22 * np.sin(ang)], 1)
+
+
+# ---- rendering ----------------------------------------------------------------------------------
+
+def render(positions: np.ndarray, colour: str, shape: str, height: int, width: int) -> torch.Tensor:
+    """Draw the shape at each pixel position (F, 2) with an anti-aliased edge.
+
+    Returns (F, H, W, 3) float32 in [0, 1]."""
+    r = RADIUS * min(height, width)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
+    frames = np.empty((len(positions), height, width, 3), np.float32)
+    bg, fg = np.array(BACKGROUND, np.float32), np.array(COLOURS[colour], np.float32)
+    for i, (cx, cy) in enumerate(positions):
+        dx, dy = xs - cx, ys - cy
+        if shape == "ball":
+            d = np.hypot(dx, dy) - r
+        elif shape == "square":
+            d = np.maximum(np.abs(dx), np.abs(dy)) - 0.9 * r
+        elif shape == "triangle":  # pointing up, circumradius 1.3 r
+            rin = 0.65 * r
+            d = np.maximum.reduce([dy - rin, -0.866 * dx - 0.5 * dy - rin, 0.866 * dx - 0.5 * dy - rin])
+        else:
+            raise ValueError(f"Unknown shape '{shape}'; choose one of {', '.join(SHAPES)}.")
+        a = np.clip(0.5 - d, 0.0, 1.0)[..., None]
+        frames[i] = bg * (1 - a) + fg * a
+    return torch.from_numpy(frames)
+
+
+def make_clip(
+    motion: str,
+    colour: str,
+    shape: str,
+    *,
+    num_frames: int = 8,
+    height: int = 64,
+    width: int = 64,
+    seed: int = 0,
+    canonical: bool = False,
+    cycles: int = 1,
+) -> Clip:
+    """One clip. motion: "direction/speed" (e.g. "left/quickly") or a held-out name ("circle");
+    canonical / cycles: see `held_out_path`."""
+    rng = np.random.default_rng(seed)
+    if "/" in motion:
+        direction, speed = motion.split("/")
+        path = vocabulary_path(direction, speed, num_frames, rng)
+        caption = vocabulary_caption(colour, shape, direction, speed)
+    else:
+        path = held_out_path(motion, num_frames, rng, canonical=canonical, cycles=cycles)
+        caption = subject(colour, shape)
+    pix = (path * np.array([width, height])).astype(np.float32)
+    return Clip(frames=render(pix, colour, shape, height, width), positions=torch.from_numpy(pix),
+                caption=caption, colour=colour, shape=shape, motion=motion)
+
+
+VOCABULARY_MOTIONS = tuple(f"{d}/{s}" for d in DIRECTIONS for s in SPEEDS)
+
+
+def random_vocabulary_clip(rng: np.random.Generator, num_frames: int = 8, height: int = 64,
+                           width: int = 64) -> Clip:
+    """A training clip: random colour, shape, vocabulary motion and placement."""
+    return make_clip(str(rng.choice(VOCABULARY_MOTIONS)), str(rng.choice(list(COLOURS))), str(rng.choice(SHAPES)),
+                     num_frames=num_frames, height=height, width=width, seed=int(rng.integers(2**31)))

@@ -1,0 +1,85 @@
+"""Toy-world training: a miniature run end to end (diffusers folder that load_zeroscope loads),
+resume, and the refusals (non-empty folder, another configuration, nothing to resume, Ctrl-C)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import dmt.toyworld.train as train_mod
+from dmt import load_zeroscope
+from dmt.cli import main
+from dmt.errors import InputError
+from dmt.toyworld.card import model_defaults, read_card
+from dmt.toyworld.train import ToyConfig, train_toy_model
+
+MINI = ToyConfig(vae_channels=(8, 8, 8, 8), vae_steps=2, vae_batch=2, num_clips=4, unet_channels=(8, 8, 16, 16),
+                 text_width=16, unet_steps=3, batch=2, checkpoint_every=2, warmup=2)
+
+
+@pytest.fixture(scope="module")
+def mini_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("toy") / "run"
+    train_toy_model(out, MINI)
+    return out
+
+
+def test_writes_a_loadable_toy_model(mini_run):
+    model = load_zeroscope(mini_run, "float32", "cpu")
+    assert type(model.unet).__name__ == "UNet3DConditionModel"
+    assert [type(b).__name__ for b in model.unet.down_blocks] == ["CrossAttnDownBlock3D"] * 3 + ["DownBlock3D"]
+    card = read_card(mini_run)
+    assert card["training"]["unet_steps"] == 3 and len(card["training"]["loss_curve_per_100_steps"]) == 1
+    assert model_defaults(mini_run)["width"] == 64
+    assert model.vae.config.scaling_factor != 1.0  # set to 1/std of the latents
+
+
+def test_refuses_a_non_empty_folder_without_resume(mini_run):
+    before = {p: p.stat().st_mtime_ns for p in mini_run.rglob("*") if p.is_file()}
+    with pytest.raises(InputError, match="not empty.*--resume"):
+        train_toy_model(mini_run, MINI)
+    assert before == {p: p.stat().st_mtime_ns for p in mini_run.rglob("*") if p.is_file()}
+
+
+def test_refuses_to_resume_another_configuration(mini_run):
+    with pytest.raises(InputError, match="another configuration"):
+        train_toy_model(mini_run, ToyConfig(vae_steps=3), resume=True)
+
+
+def test_resume_with_nothing_to_resume(tmp_path):
+    (tmp_path / "x.txt").write_text("not a training")
+    with pytest.raises(InputError, match="nothing to\\s+resume"):
+        train_toy_model(tmp_path, MINI, resume=True)
+
+
+def test_ctrl_c_leaves_a_resumable_state_and_resume_finishes(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = train_mod._caption
+
+    def interrupting(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2 * MINI.batch + 1:  # during the third step
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(train_mod, "_caption", interrupting)
+    out = tmp_path / "run"
+    with pytest.raises(InputError, match="stopped at step 2 .*--resume"):
+        train_toy_model(out, MINI)
+    assert (out / ".train" / "state.safetensors").is_file() and not (out / "unet").exists()
+    monkeypatch.setattr(train_mod, "_caption", real)
+    train_toy_model(out, MINI, resume=True)
+    log = json.loads((out / ".train" / "log.json").read_text())
+    assert [e["step"] for e in log if e["stage"] == "unet"] == [1, 2, 3]
+
+
+def test_cli_eval_refuses_a_model_that_is_not_a_toy_model(tmp_path, capsys):
+    assert main(["toyworld", "eval", "--model", str(tmp_path)]) == 2
+    assert "is not a toy-world model" in capsys.readouterr().err
+
+
+def test_cli_train_refuses_non_empty_folder(mini_run, capsys):
+    assert main(["toyworld", "train", "--out", str(mini_run)]) == 2
+    assert "--resume" in capsys.readouterr().err

@@ -1,0 +1,81 @@
+"""The toy world: clips, captions, the held-out split, the pixel measures and the word tokenizer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dmt.toyworld.measure import direction_of, track_object, trajectory_error, velocity_error
+from dmt.toyworld.tokenizer import WORDS, save_word_tokenizer
+from dmt.toyworld.world import (COLOURS, DIRECTIONS, HELD_OUT, SHAPES, VOCABULARY_MOTIONS, make_clip,
+                                random_vocabulary_clip)
+
+
+def test_clip_layout_and_caption():
+    c = make_clip("left/quickly", "red", "ball", seed=3)
+    assert c.frames.shape == (8, 64, 64, 3) and c.frames.dtype == torch.float32
+    assert 0.0 <= float(c.frames.min()) and float(c.frames.max()) <= 1.0
+    assert c.positions.shape == (8, 2)
+    assert c.caption == "a red ball moving left quickly"
+    dx = c.positions[-1, 0] - c.positions[0, 0]
+    assert dx == pytest.approx(-0.5 * 64, abs=1e-3)  # quickly: half the frame
+
+
+def test_same_seed_same_clip_other_seed_other_place():
+    a, b = make_clip("circle", "blue", "square", seed=1), make_clip("circle", "blue", "square", seed=1)
+    assert torch.equal(a.frames, b.frames)
+    assert not torch.equal(a.positions, make_clip("circle", "blue", "square", seed=2).positions)
+
+
+def test_held_out_motions_are_never_named_or_trained():
+    rng = np.random.default_rng(0)
+    captions = {random_vocabulary_clip(rng).caption for _ in range(200)}
+    for name in HELD_OUT:
+        assert name not in " ".join(captions)
+        clip = make_clip(name, "green", "triangle", seed=0)
+        assert clip.caption == "a green triangle"  # a held-out clip's caption names no motion
+    assert all("/" in m for m in VOCABULARY_MOTIONS) and len(VOCABULARY_MOTIONS) == 8
+
+
+@pytest.mark.parametrize("motion", list(VOCABULARY_MOTIONS[::3]) + list(HELD_OUT))
+@pytest.mark.parametrize("colour,shape", [("red", "ball"), ("blue", "square"), ("yellow", "triangle"),
+                                          ("green", "ball")])
+def test_measure_recovers_ground_truth(motion, colour, shape):
+    c = make_clip(motion, colour, shape, seed=5)
+    tr = track_object(c.frames)
+    assert tr.found.all()
+    assert trajectory_error(tr.positions, c.positions.numpy()) < 0.6  # pixels
+    assert tr.colour == colour and tr.shape == shape
+
+
+def test_direction_and_errors():
+    for d in DIRECTIONS:
+        c = make_clip(f"{d}/slowly", "red", "ball", seed=1)
+        assert direction_of(track_object(c.frames).positions) == d
+    a = np.array([[0, 0], [1, 0], [2, 0]], float)
+    assert trajectory_error(a, a + [3, 4]) == pytest.approx(5.0)
+    assert velocity_error(a, a + [3, 4]) == pytest.approx(0.0)  # the same motion elsewhere
+
+
+def test_empty_frames_do_not_crash_the_measure():
+    tr = track_object(torch.full((4, 32, 32, 3), 0.12))
+    assert not tr.found.any() and tr.colour == "none" and np.isfinite(tr.positions).all()
+
+
+def test_long_circle_and_refused_cycles():
+    c = make_clip("circle", "red", "ball", num_frames=48, cycles=3, seed=0, canonical=True)
+    steps = np.linalg.norm(np.diff(c.positions.numpy(), axis=0), axis=1)
+    assert c.positions.shape == (48, 2) and steps.max() < 1.2 * steps.min()  # smooth, no jump
+    with pytest.raises(ValueError, match="Only the circle"):
+        make_clip("zigzag", "red", "ball", cycles=2)
+
+
+def test_word_tokenizer_gives_one_token_per_word(tmp_path):
+    tok = save_word_tokenizer(tmp_path / "tok")
+    for w in WORDS:
+        assert len(tok(w, add_special_tokens=False).input_ids) == 1, w
+    ids = tok("Amazing quality, masterpiece, a red ball moving left quickly", add_special_tokens=False).input_ids
+    assert len(ids) == 11  # 3 prefix words + 2 commas + 6 caption words
+    assert len(tok("a purple hexagon", add_special_tokens=False).input_ids) > 3  # unknown words still encode
+    assert set(COLOURS) | set(SHAPES) | set(DIRECTIONS) <= set(WORDS)
