@@ -5,6 +5,10 @@ the same layout as ComfyUI's IMAGE type. Videos are read with OpenCV and written
 (FFmpeg; h264 in .mp4 by default, which browsers and players play); a folder of images
 (PNG/JPEG/WebP/BMP, sorted by the number in the file name, else by name) is accepted wherever a
 video is.
+
+A written video's bytes depend only on its frames and settings (and the PyAV/FFmpeg build): the
+RGB -> YUV conversion is done here in integer arithmetic, and x264 runs in its cpu-independent
+mode with one thread, so any process, worker or machine writes the same file.
 """
 
 from __future__ import annotations
@@ -119,8 +123,18 @@ DEFAULT_CODEC = "h264"
 _CONTAINER_CODECS = {".mp4": ("h264", "mpeg4", "libsvtav1", "libvpx-vp9"), ".m4v": ("h264", "mpeg4"),
                      ".mov": ("h264", "mpeg4"), ".mkv": tuple(CODECS), ".webm": ("libvpx-vp9", "libsvtav1"),
                      ".avi": ("mpeg4", "h264")}
-_CODEC_OPTIONS = {"h264": {"crf": "18", "preset": "medium"}, "libvpx-vp9": {"crf": "30", "b": "0"},
-                  "libsvtav1": {"crf": "30"}}
+# h264: x264's cpu-independent mode and one thread. By default x264 picks CPU-specific versions of
+# its macroblock-tree functions that round differently (C/SSE2 vs SSSE3+), and the AVX-512 one
+# reads uninitialised memory, so the bytes depended on the CPU and on the writing process's heap
+# (issue 17: a Ray worker and the driver wrote different mp4s of equal frames).
+# cpu-independent=1 takes the C versions: same bytes from C to AVX-512 and whatever the heap holds,
+# same size and quality. x264's output also depends on its thread count, hence threads=1.
+_CODEC_OPTIONS = {"h264": {"crf": "18", "preset": "medium", "threads": "1", "x264-params": "cpu-independent=1"},
+                  "libvpx-vp9": {"crf": "30", "b": "0"}, "libsvtav1": {"crf": "30"}}
+#: What the stream records about the YUV that rgb_to_yuv420p makes (FFmpeg codec options, written
+#: by the encoders into the stream, e.g. h264's VUI): BT.601 matrix, limited ("tv") range, chroma
+#: samples at the centre of each 2x2 block.
+_YUV_TAGS = {"colorspace": "smpte170m", "color_range": "tv", "chroma_sample_location": "center"}
 
 
 def available_codecs() -> list[str]:
@@ -152,6 +166,42 @@ def choose_codec(path: str | Path, codec: str | None = None) -> str | None:
         raise ValueError(f"Codec '{codec}' does not go into '{suffix}' files; there use one of "
                          f"{', '.join(_CONTAINER_CODECS[suffix])}.")
     return codec
+
+
+def _fixed_point(kr: float, kb: float) -> tuple[tuple[int, int, int], ...]:
+    """BT.601-style RGB -> limited-range YCbCr coefficients in 16-bit fixed point: rows Y, Cb, Cr.
+    Exact integers (Python's IEEE doubles, rounded once), so no machine rounds them differently;
+    the chroma rows sum to 0 (grey stays at 128) and the Y row to 219/255 (white is 235)."""
+    one = 1 << 16
+    y_r, y_b = round(kr * 219 / 255 * one), round(kb * 219 / 255 * one)
+    y_g = round(219 / 255 * one) - y_r - y_b
+    half = round(0.5 * 224 / 255 * one)
+    cb_r = -round(kr / (2 * (1 - kb)) * 224 / 255 * one)
+    cr_b = -round(kb / (2 * (1 - kr)) * 224 / 255 * one)
+    return (y_r, y_g, y_b), (cb_r, -half - cb_r, half), (half, -half - cr_b, cr_b)
+
+
+_BT601 = _fixed_point(0.299, 0.114)
+
+
+def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (H * 3 // 2, W) uint8 yuv420p planes (Y, then U, then V, as PyAV's
+    VideoFrame.from_ndarray takes them): BT.601 matrix, limited range (Y 16-235, chroma 16-240),
+    each chroma sample from the mean of a 2x2 block of pixels (centre siting). Integer arithmetic
+    with round-half-up, so the result is the same on every machine and in every process (FFmpeg's
+    swscale takes CPU-dependent code paths). H and W must be even."""
+    height, width = rgb.shape[0], rgb.shape[1]
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or height % 2 or width % 2:
+        raise ValueError(f"Expected (H, W, 3) RGB with even H and W, got {rgb.shape}.")
+    px = rgb.astype(np.int32)
+    (yr, yg, yb), cb, cr = _BT601
+    y = (yr * px[..., 0] + yg * px[..., 1] + yb * px[..., 2] + (1 << 15)) >> 16
+    block = px[0::2, 0::2] + px[0::2, 1::2] + px[1::2, 0::2] + px[1::2, 1::2]  # sums of 2x2, 0..1020
+    u, v = ((k[0] * block[..., 0] + k[1] * block[..., 1] + k[2] * block[..., 2] + (1 << 17)) >> 18 for k in (cb, cr))
+    out = np.empty((height * 3 // 2, width), np.uint8)
+    out[:height] = np.clip(y + 16, 16, 235)
+    out[height:].reshape(-1)[:] = np.concatenate([np.clip(c + 128, 16, 240).reshape(-1) for c in (u, v)])
+    return out
 
 
 def _frame_rate(fps: float) -> Fraction:
@@ -191,12 +241,15 @@ def write_video(path: str | Path, frames: torch.Tensor, fps: float = 8.0, codec:
         fmt = {".m4v": "mp4", ".mkv": "matroska"}.get(suffix, suffix[1:])
         try:
             with av.open(str(tmp), mode="w", format=fmt) as container:
-                stream = container.add_stream(codec, rate=_frame_rate(fps), options=_CODEC_OPTIONS.get(codec, {}))
+                stream = container.add_stream(codec, rate=_frame_rate(fps),
+                                              options={**_CODEC_OPTIONS.get(codec, {}), **_YUV_TAGS})
                 stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
                 if codec == "mpeg4":
                     stream.bit_rate = 8_000_000
                 for f in data:
-                    for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+                    # already yuv420p, so PyAV hands it to the encoder without a swscale conversion
+                    frame = av.VideoFrame.from_ndarray(rgb_to_yuv420p(f), format="yuv420p")
+                    for packet in stream.encode(frame):
                         container.mux(packet)
                 for packet in stream.encode():
                     container.mux(packet)
