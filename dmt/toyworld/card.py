@@ -12,6 +12,8 @@ MODEL_KIND = "dmt-toyworld-zeroscope"
 #: the trained toy model shipped with the package (a diffusers folder)
 BUNDLED_MODEL = Path(__file__).resolve().parent / "model"
 CARD_FILE = "toyworld.json"
+#: how ComfyUI's model list names the bundled toy model (the entry resolves to BUNDLED_MODEL)
+TOY_ENTRY = "dmt-toyworld (bundled offline demo model, 64x64)"
 
 #: the toy model's own run defaults: its size and frames, an empty negative prompt (the
 #: unconditional caption it was trained with), and a low-frequency factor that keeps the object's
@@ -52,8 +54,10 @@ def write_model_files(out: Path, unet, text, scheduler, *, cfg: dict, log: list,
     curve = [round(float(sum(unet_losses[i:i + 100]) / len(unet_losses[i:i + 100])), 5)
              for i in range(0, len(unet_losses), 100)]
     vae_last = [e for e in log if e.get("stage") == "vae"][-1:] or [{}]
+    decoder_last = [e for e in log if e.get("stage") == "decoder"][-1:] or [{}]
     card = {"kind": MODEL_KIND, "defaults": DEFAULTS, "config": cfg,
             "training": {"unet_steps": len(unet_losses), "final_loss_mean_100": curve[-1] if curve else None,
                          "loss_curve_per_100_steps": curve, "vae_psnr_db": vae_last[0].get("psnr"),
+                         "decoder_refined_psnr_db": decoder_last[0].get("psnr"),
                          "seconds": timing, "torch_threads": threads, "torch": torch.__version__}}
     (out / CARD_FILE).write_text(json.dumps(card, indent=1))

@@ -27,6 +27,8 @@ from comfy_helpers import REPO, WORKFLOW_DIR, Frontend, Server, make_base  # noq
 
 sys.path.insert(0, str(REPO))
 from dmt.io.example_clip import EXAMPLE_CLIP_NAME, EXAMPLE_SOURCE_PROMPT  # noqa: E402
+from dmt.toyworld.card import TOY_ENTRY  # noqa: E402
+from dmt.toyworld.demo import DEMO_CLIP_NAME  # noqa: E402
 
 DOWNLOAD_ENTRY = "zeroscope_v2_576w (download cerspense/zeroscope_v2_576w on first use)"
 VIEW = (1700, 860)   # the part of a 1920x1080 browser window the canvas shows, in CSS pixels
@@ -37,6 +39,7 @@ CONSTS = {
     "INPUT": EXAMPLE_CLIP_NAME, "DOWNLOAD": DOWNLOAD_ENTRY, "SOURCE": EXAMPLE_SOURCE_PROMPT,
     "TARGET": "a red sports car driving on a road",
     "TARGET2": "a steam train driving on a road",
+    "TOY_INPUT": DEMO_CLIP_NAME, "TOY_MODEL": TOY_ENTRY,
 }
 
 COLORS = {"input": "#3f789e", "model": "#8A8", "invert": "#b58b2a", "sample": "#a1309b", "output": "#88A",
@@ -335,6 +338,38 @@ B.group("2 · Generate", [t2v], COLORS.sample);
 B.group("3 · Output", [create, save], COLORS.output);
 """
 
+NOTE_TOY = """Offline demo on the bundled toy model: see motion transfer work on a CPU in about a minute.
+
+The toy model is a tiny ZeroScope (same classes and blocks) trained on a world of coloured shapes moving along straight lines. The input clip is a red ball on a zigzag path, a motion the model never saw and no caption names. The sampler makes 'a blue square' that follows the same zigzag: compare input | output in the comparison video and the Motion-Fidelity score (1 = the same motion).
+Settings are the toy model's own: 64x64, 8 frames, 100 inversion steps, low-frequency factor 2, empty negative prompt, restart sampling off (the 'fast' preset); the guidance itself is the authors'.
+For real videos use the 'dmt_basic' workflow with ZeroScope: the toy model only knows balls, squares and triangles."""
+
+BUILD_TOY = r"""
+const c = B.common(380, [20, 400, 880], [320, 400, 380]);
+B.set(c.loadVideo, {file: TOY_INPUT});
+B.set(c.loader, {model_name: TOY_MODEL, dtype: "float32", device: "cpu"});
+B.set(c.invert, {source_prompt: "a red ball", inversion_steps: 100, width: 64, height: 64, frame_count: 8});
+B.set(c.init, {downsample_factor: 2});
+B.note(NOTE, 20, 20, 1240, 280, "Toy-world demo (offline, CPU)");
+const sampler = B.sampler(c, 1340, 380, "a blue square", 0);
+B.set(sampler, {negative_prompt: "", restart_sampling: false});
+const [create, save] = B.saveVideo(sampler, "images", c.comps, 1820, 380, "dmt/toyworld", 320, 380);
+const mf = B.add("DMTMotionFidelity", 2200, 380, 300, 130);
+B.link(c.comps, "images", mf, "original");
+B.link(sampler, "images", mf, "edited");
+B.set(mf, {grid: 16});
+const score = B.add("PreviewAny", 2200, 580, 300, 150);
+score.title = "Motion-Fidelity score";
+B.link(mf, "score", score, "source");
+const [ccreate, csave] = B.saveVideo(mf, "visualisation", c.comps, 2540, 380, "dmt/toyworld_compare", 360, 380);
+csave.title = "Comparison: input | output";
+B.group("1 · Input: a red ball on a held-out zigzag", [c.loadVideo, c.comps], COLORS.input);
+B.group("2 · Bundled toy model", [c.loader], COLORS.model);
+B.group("3 · Invert once", [c.invert, c.targets, c.init], COLORS.invert);
+B.group("4 · Motion-guided sampling: a blue square", [sampler], COLORS.sample);
+B.group("5 · Output, score, input | output", [create, save, mf, score, ccreate, csave], COLORS.output);
+"""
+
 CUSTOMIZE_CONSTS = {
     "CAPTION": "a person doing the sks dance", "CAPTION2": "a woman doing the sks dance in a park",
     "MOTION_NAME": "dmt_motion", "T2V_PROMPT": "a bear doing the sks dance on the beach",
@@ -355,6 +390,7 @@ WORKFLOWS = [
     Workflow("dmt_long_video", BUILD_LONG, NOTE_LONG),
     Workflow("dmt_customize_motion", BUILD_CUSTOMIZE, NOTE_CUSTOMIZE),
     Workflow("dmt_text_to_video", BUILD_T2V, NOTE_T2V),
+    Workflow("dmt_toyworld_demo", BUILD_TOY, NOTE_TOY),
 ]
 
 FIT_VIEW = r"""([vw, vh]) => {

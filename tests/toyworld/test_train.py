@@ -16,7 +16,8 @@ from dmt.toyworld.card import model_defaults, read_card
 from dmt.toyworld.train import ToyConfig, train_toy_model
 
 MINI = ToyConfig(vae_channels=(8, 8, 8, 8), vae_steps=2, vae_batch=2, num_clips=4, unet_channels=(8, 8, 16, 16),
-                 text_width=16, unet_steps=3, batch=2, checkpoint_every=2, warmup=2)
+                 text_width=16, unet_steps=3, batch=2, checkpoint_every=2, warmup=2,
+                 decoder_steps=2)
 
 
 @pytest.fixture(scope="module")
