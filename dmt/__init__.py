@@ -20,6 +20,7 @@ from .transfer.loss import smm_loss, total_loss
 from .models.memory import gradient_checkpointing, low_memory_mode, offloaded, on_device
 from .metrics.motion_fidelity import MotionFidelity, draw_comparison, draw_tracks, motion_fidelity
 from .models.zeroscope import DEFAULT_MODEL, ZeroScope, download_model, load_zeroscope, missing_files
+from .models.wan import DEFAULT_WAN_MODEL, Wan, check_wan_frames, check_wan_size, load_wan
 from .transfer.noise_init import low_frequency_init, low_pass
 from .transfer.presets import PRESETS, Preset, apply_preset, get_preset, preset_kwargs
 from .io.preview import latent_preview

@@ -17,6 +17,7 @@ from .customize import add_customize_command
 from .batch import add_batch_command
 from .demo import add_demo_command
 from .generate import add_generate_command
+from .random_model import add_random_model_command
 from .score import add_score_command
 from .toyworld import add_toyworld_command
 from .transfer import add_transfer_command, preset_defaults
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_score_command(sub)
     add_batch_command(sub)
     add_toyworld_command(sub)
+    add_random_model_command(sub)
     return parser
 
 

@@ -11,14 +11,17 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from ..errors import ModelLoadError
+from .folders import identify_folder
 
 DEFAULT_MODEL = "cerspense/zeroscope_v2_576w"
 DTYPES = {"float16": torch.float16, "fp16": torch.float16, "bfloat16": torch.bfloat16,
@@ -60,6 +63,8 @@ class ZeroScope:
     scheduler: DDIMScheduler
     name: str = ""
     fingerprint: str = field(default="")
+    #: which base model this is ("zeroscope" or "wan"); a class attribute, not a field
+    kind: ClassVar[str] = "zeroscope"
 
     @property
     def device(self) -> torch.device:
@@ -99,44 +104,107 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 def missing_files(folder: Path) -> list[str]:
     """Relative paths a complete ZeroScope diffusers folder needs but `folder` lacks."""
+    return _missing(Path(folder), _CONFIGS, _WEIGHTS)
+
+
+def _missing(folder: Path, configs: Mapping[str, Sequence[str]], weights: Mapping[str, Sequence[str]]) -> list[str]:
+    """Relative paths `folder` lacks: every file of `configs`, and one of each `weights` tuple
+    (named "sub/first (or second)"). A present sharded-weights index (*.index.json) also needs
+    every shard it lists."""
     missing = []
-    for sub, names in _CONFIGS.items():
+    for sub, names in configs.items():
         for name in names:
             if not (folder / sub / name).is_file():
                 missing.append(f"{sub}/{name}")
-    for sub, names in _WEIGHTS.items():
-        if not any((folder / sub / n).is_file() for n in names):
+    for sub, names in weights.items():
+        present = next((n for n in names if (folder / sub / n).is_file()), None)
+        if present is None:
             missing.append(f"{sub}/{names[0]} (or {names[1]})")
+        elif present.endswith(".index.json"):
+            try:
+                shards = sorted(set(json.loads((folder / sub / present).read_text())["weight_map"].values()))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                missing.append(f"{sub}/{present} (unreadable: {type(exc).__name__}; download it again)")
+                continue
+            missing += [f"{sub}/{s}" for s in shards if not (folder / sub / s).is_file()]
     return missing
 
 
-def download_model(repo_id: str, folder: str | Path) -> Path:
+_ZEROSCOPE_PARTS = tuple(_CONFIGS)
+
+
+def _and_list(parts: Sequence[str]) -> str:
+    """("unet", "vae", "scheduler") -> "unet/, vae/ and scheduler/"."""
+    names = [f"{p}/" for p in parts]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def download_model(repo_id: str, folder: str | Path, patterns: Sequence[str] | None = None,
+                   parts: Sequence[str] = _ZEROSCOPE_PARTS) -> Path:
     """Fetch the diffusers components of hub repo `repo_id` into `folder` (resumable).
 
+    patterns: the hub files to fetch (default: ZeroScope's DOWNLOAD_PATTERNS); parts: the
+    component folders the error message names (default: ZeroScope's).
     Raises ModelLoadError when the hub cannot be reached, naming the folder to fill by hand.
     """
     from huggingface_hub import snapshot_download
 
     folder = Path(folder)
     try:
-        snapshot_download(repo_id, local_dir=str(folder), allow_patterns=DOWNLOAD_PATTERNS)
+        snapshot_download(repo_id, local_dir=str(folder),
+                          allow_patterns=list(DOWNLOAD_PATTERNS if patterns is None else patterns))
     except Exception as exc:  # network, auth, missing repo: all end in the same advice
         raise ModelLoadError(
             f"Could not download '{repo_id}' into '{folder}': {type(exc).__name__}: {exc}. "
-            f"Check the internet connection, or download the repo's unet/, vae/, text_encoder/, "
-            f"tokenizer/ and scheduler/ folders from https://huggingface.co/{repo_id} into '{folder}'."
+            f"Check the internet connection, or download the repo's {_and_list(parts)} folders from "
+            f"https://huggingface.co/{repo_id} into '{folder}'."
         ) from exc
     return folder
+
+
+def _resolve_source(source: str | Path, download_to: str | Path | None, *, label: str, default_repo: str,
+                    patterns: Sequence[str], parts: Sequence[str]) -> Path:
+    """The local folder of a model source: `source` itself when it exists, else a hub repo id
+    fetched into `download_to` (or the hub cache). label: the model's name in messages
+    ("ZeroScope"); parts: its component folders (the first two are named in messages)."""
+    path = Path(source)
+    if not path.exists():
+        looks_like_repo = isinstance(source, str) and source.count("/") == 1 and not source.startswith((".", "/"))
+        if not looks_like_repo:
+            raise ModelLoadError(
+                f"Model folder '{source}' does not exist. Give a {label} diffusers folder or the "
+                f"hub repo id '{default_repo}'."
+            )
+        if download_to is not None:
+            path = download_model(str(source), download_to, patterns, parts)
+        else:
+            from huggingface_hub import snapshot_download
+            try:
+                path = Path(snapshot_download(str(source), allow_patterns=list(patterns)))
+            except Exception as exc:
+                raise ModelLoadError(
+                    f"Could not fetch '{source}' from the Hugging Face hub: {type(exc).__name__}: {exc}. "
+                    f"Check the connection, or download it once into a folder and pass that folder."
+                ) from exc
+    if not path.is_dir():
+        raise ModelLoadError(f"Model path '{path}' is a file; give the diffusers folder that holds "
+                             f"{parts[0]}/, {parts[1]}/, ...")
+    return path
 
 
 def _fingerprint(unet: torch.nn.Module, vae: torch.nn.Module, scheduler: DDIMScheduler) -> str:
     """'<hash of the configs>:<the first 8 conv_in weights>' — the same for one checkpoint loaded
     in any dtype (compared with a tolerance by `same_model`), different for other weights."""
+    return _fingerprint_of((unet.config, vae.config, scheduler.config), unet.conv_in.weight)
+
+
+def _fingerprint_of(configs: Sequence[Mapping], probe_weight: torch.Tensor) -> str:
+    """'<hash of `configs` (keys starting with "_" left out)>:<the first 8 values of `probe_weight`>'."""
     h = hashlib.sha256()
-    for cfg in (unet.config, vae.config, scheduler.config):
+    for cfg in configs:
         h.update(json.dumps({k: v for k, v in dict(cfg).items() if not k.startswith("_")},
                             sort_keys=True, default=str).encode())
-    probe = unet.conv_in.weight.detach().flatten()[:8].float().cpu().tolist()
+    probe = probe_weight.detach().flatten()[:8].float().cpu().tolist()
     return h.hexdigest()[:16] + ":" + ",".join(f"{v:.5g}" for v in probe)
 
 
@@ -173,30 +241,19 @@ def load_zeroscope(
         ZeroScope with every module in eval mode. Weights are created outside inference mode so
         that the guided step can back-propagate through them even when called from ComfyUI.
     Raises:
-        ModelLoadError: missing/incomplete folder (lists what is missing) or unreachable hub.
+        ModelLoadError: missing/incomplete folder (lists what is missing), a Wan folder, or an
+            unreachable hub.
     """
     torch_dtype = resolve_dtype(dtype)
-    path = Path(source)
-    if not path.exists():
-        looks_like_repo = isinstance(source, str) and source.count("/") == 1 and not source.startswith((".", "/"))
-        if not looks_like_repo:
-            raise ModelLoadError(
-                f"Model folder '{source}' does not exist. Give a ZeroScope diffusers folder or the "
-                f"hub repo id '{DEFAULT_MODEL}'."
-            )
-        if download_to is not None:
-            path = download_model(str(source), download_to)
-        else:
-            from huggingface_hub import snapshot_download
-            try:
-                path = Path(snapshot_download(str(source), allow_patterns=DOWNLOAD_PATTERNS))
-            except Exception as exc:
-                raise ModelLoadError(
-                    f"Could not fetch '{source}' from the Hugging Face hub: {type(exc).__name__}: {exc}. "
-                    f"Check the connection, or download it once into a folder and pass that folder."
-                ) from exc
-    if not path.is_dir():
-        raise ModelLoadError(f"Model path '{path}' is a file; give the diffusers folder that holds unet/, vae/, ...")
+    path = _resolve_source(source, download_to, label="ZeroScope", default_repo=DEFAULT_MODEL,
+                           patterns=DOWNLOAD_PATTERNS, parts=_ZEROSCOPE_PARTS)
+    info = identify_folder(path)
+    if info.kind == "wan":
+        raise ModelLoadError(
+            f"Model folder '{path}' holds a Wan model ({info.description}), not ZeroScope. Load it "
+            f"with the Wan loader (dmt.load_wan), or give a ZeroScope diffusers folder (unet/, vae/, "
+            f"text_encoder/, tokenizer/, scheduler/) such as '{DEFAULT_MODEL}'."
+        )
     missing = missing_files(path)
     if missing:
         raise ModelLoadError(
