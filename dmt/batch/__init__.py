@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
+from ..settings import THREADS
 from .execute import BatchSettings, default_dtype, plan, resolve_model
 from .cache import model_digest
 from .jobs import Job, load_jobs
@@ -55,6 +56,7 @@ def run_batch(
     *,
     device: str | None = None,
     dtype: str | None = None,
+    threads: int | None = None,
     score: bool = False,
     ray: str | None = None,
     gpus_per_job: float | None = None,
@@ -73,6 +75,8 @@ def run_batch(
         model: diffusers folder (on a cluster: on the shared filesystem) or hub repo id.
         out_dir: DIR: outputs DIR/<name>.mp4, DIR/results.{jsonl,csv}, cache in DIR/cache/.
         device/dtype: as `transfer` (None: cuda when available, else cpu; float16 on GPU, float32 on CPU).
+        threads: torch CPU threads of each job's process (None: dmt.models.threads' rule: OMP_NUM_THREADS
+            when set, else 1 for a small model, else torch's default).
         score: add the Motion-Fidelity score of every output against its (prepared) source.
         ray: None = in-process; "local" = start a Ray instance on this machine; "auto" = the
             running cluster this machine belongs to; "HOST:PORT" or "ray://HOST:PORT" = that cluster.
@@ -87,6 +91,8 @@ def run_batch(
     out = check_out_dir(out_dir)
     if max_retries < 0:
         raise InputError(f"--max-retries must be >= 0, got {max_retries}.")
+    if threads is not None:
+        THREADS.check(threads, "--threads")
     folder = resolve_model(model)
     session = None
     if ray is not None and not dry_run:
@@ -105,7 +111,7 @@ def run_batch(
                 dev = device or ("cuda" if (gpus_per_job or 0) > 0 else "cpu")
             dtype = default_dtype(dev)
         settings = BatchSettings(model=folder, model_sha=model_digest(folder), out_dir=str(out), dtype=dtype,
-                                 device=device, score=score)
+                                 device=device, score=score, threads=threads)
         planned = plan(job_list, settings)
         extra: dict = {}
         if dry_run:

@@ -29,7 +29,7 @@ from .jobs import Job
 class BatchSettings:
     """What every job of a batch shares. model: a local diffusers folder (resolved by
     `resolve_model`); model_sha: its `model_digest`; dtype: resolved ("float32", ...);
-    device: None = cuda when the worker has one, else cpu."""
+    device: None = cuda when the worker has one, else cpu; threads: see dmt.models.threads."""
 
     model: str
     model_sha: str
@@ -37,6 +37,7 @@ class BatchSettings:
     dtype: str
     device: str | None = None
     score: bool = False
+    threads: int | None = None  # torch CPU threads (None: the rule of dmt.models.threads)
 
 
 @dataclass
@@ -125,9 +126,11 @@ class JobExecutor:
 
     def load(self):
         if self.model is None:
+            from ..models.threads import set_threads_for
             from ..models.zeroscope import load_zeroscope
 
             self.model = load_zeroscope(self.settings.model, self.settings.dtype, self._device())
+            set_threads_for(self.model, self.settings.threads)
         return self.model
 
     def run(self, pj: PlannedJob, attempt: int = 1) -> dict:
@@ -168,22 +171,15 @@ class JobExecutor:
         return row
 
     def _run(self, pj: PlannedJob, model, row: dict) -> None:
-        from ..cli.transfer import _G, context_from_args
+        from ..cli.transfer import context_from_args, guidance_from_options
         from ..io.video import read_video, write_video
         from ..models.latents import UP_TO_NATIVE, prepare_frames
         from ..transfer import pipeline
         from ..transfer.inversion import invert_video
-        from ..transfer.sampler import GuidanceSettings
         from .cache import atomic_path
 
         o, cache = pj.job.options, self.cache
-        settings = GuidanceSettings(
-            guidance_scale=o["guidance_scale"], optimization_steps=o["optimization_steps"],
-            lr_range=tuple(o["lr_range"]), lr_decay=o["constant_lr"] is None,
-            lr=o["constant_lr"] if o["constant_lr"] is not None else _G.lr,
-            restart_sampling=not o["no_restart"], loss=o["loss"], gradient_checkpointing=o["gradient_checkpointing"],
-        )
-        settings.validate()
+        settings = guidance_from_options(o)
         context = context_from_args(argparse.Namespace(**{k: o[k] for k in ("context_length", "context_overlap",
                                                                               "context_fuse")}))
         t = time.perf_counter()

@@ -17,29 +17,26 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError
+from ..settings import TRANSFER, Setting
 
-#: transfer options that are job keys (the rest - out, model, device, dtype, frames_dir,
-#: save_inversion, load_inversion - are batch-wide or handled by the batch itself).
-JOB_OPTIONS = (
-    "video", "source_prompt", "target_prompt", "seed", "preset", "steps", "inversion_steps",
-    "width", "height", "num_frames", "start", "stride", "fps", "guidance_window", "negative_prompt",
-    "guidance_scale", "optimization_steps", "lr_range", "constant_lr", "no_restart", "loss",
-    "downsample_factor", "prompt_prefix", "gradient_checkpointing", "low_memory",
-    "context_length", "context_overlap", "context_fuse",
-)
+#: The job keys (besides `name`): every setting of the `transfer` command, taken from the library's
+#: table (dmt.settings.TRANSFER), so a new transfer option is a job key with the same default and
+#: range. The transfer options that are no job keys are NOT_JOB_OPTIONS.
+JOB_OPTIONS: tuple[str, ...] = tuple(TRANSFER)
 #: transfer options that are not job keys, with the reason (shown when a job uses one).
 NOT_JOB_OPTIONS = {
     "out": "the batch writes DIR/<name>.mp4; use `name`",
     "model": "the model is a batch option (--model)",
     "device": "the device is a batch option (--device)",
     "dtype": "the dtype is a batch option (--dtype)",
+    "threads": "the CPU thread count is a batch option (--threads)",
+    "codec": "batch outputs are H.264 .mp4 files",
     "frames_dir": "not supported in batches",
     "save_inversion": "the batch caches inversions in DIR/cache/ itself",
     "load_inversion": "the batch caches inversions in DIR/cache/ itself",
@@ -47,23 +44,20 @@ NOT_JOB_OPTIONS = {
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,119}$")
 
 
-def _transfer_actions() -> dict[str, argparse.Action]:
-    from ..cli.transfer import add_transfer_command
-
-    parser = argparse.ArgumentParser()
-    add_transfer_command(parser.add_subparsers())
-    sub = parser._subparsers._group_actions[0].choices["transfer"]  # type: ignore[union-attr]
-    return {a.dest: a for a in sub._actions if a.option_strings and a.dest != "help"}
-
-
-def job_options() -> dict[str, argparse.Action]:
-    """The job keys (without `name`) with the `transfer` option each one mirrors."""
-    actions = _transfer_actions()
-    return {k: actions[k] for k in JOB_OPTIONS if k in actions}
+def job_options() -> dict[str, Setting]:
+    """The job keys (without `name`) with their setting (type, default, range; dmt.settings)."""
+    return dict(TRANSFER)
 
 
 def known_keys() -> list[str]:
     return ["name", *job_options()]
+
+
+def describe_keys() -> str:
+    """The job keys with their ranges and defaults, one per line (the batch command's --help)."""
+    from ..settings import describe
+
+    return "\n".join(describe(TRANSFER))
 
 
 @dataclass(frozen=True)
@@ -94,26 +88,28 @@ def default_name(video: str, target_prompt: str, seed: int) -> str:
     return f"{_slug(Path(video).stem, 30)}-{_slug(target_prompt)}-s{seed}"
 
 
-def _coerce(action: argparse.Action, value, key: str) -> tuple[object, str | None]:
-    """Value of `key` converted like argparse would, or (None, problem)."""
-    if value is None and action.default is None:  # explicit null = the option's "not given"
+def _label(key: str) -> str:
+    return f"'{key}'"
+
+
+def _coerce(setting: Setting, value, key: str) -> tuple[object, str | None]:
+    """`value` of `key` as the setting's type (ints stay ints, numbers become floats), or (None,
+    problem). Ranges are checked afterwards (Setting.problem), with the preset applied."""
+    if value is None and (setting.optional or setting.default is None):  # explicit null = "not given"
         return None, None
-    if isinstance(action, argparse._StoreTrueAction):
+    if setting.type is bool:
         return (value, None) if isinstance(value, bool) else (None, f"'{key}' must be true or false, got {value!r}")
-    if action.nargs == 2:
+    if setting.count == 2:
         if not isinstance(value, list) or len(value) != 2:
             return None, f"'{key}' must be a list of 2 numbers, got {value!r}"
         out = []
         for v in value:
-            c, err = _scalar(action.type, v, key)
+            c, err = _scalar(setting.type, v, key)
             if err:
                 return None, err
             out.append(c)
         return out, None
-    c, err = _scalar(action.type, value, key)
-    if err is None and action.choices is not None and c not in action.choices:
-        return None, f"'{key}' must be one of {', '.join(map(str, sorted(action.choices)))}, got {value!r}"
-    return c, err
+    return _scalar(setting.type, value, key)
 
 
 def _scalar(typ, value, key: str) -> tuple[object, str | None]:
@@ -130,34 +126,42 @@ def _scalar(typ, value, key: str) -> tuple[object, str | None]:
     return value, None
 
 
-def parse_job(obj: dict, line: int, base: Path, actions: dict[str, argparse.Action]) -> tuple[Job | None, list[str]]:
-    """Validate one job object. Returns (Job or None, problems); never raises for bad content."""
-    from ..cli.transfer import preset_defaults
+def parse_job(obj: dict, line: int, base: Path, settings: dict[str, Setting]) -> tuple[Job | None, list[str]]:
+    """Validate one job object against `settings` (job_options()). Returns (Job or None, problems);
+    never raises for bad content. Every value is checked against its setting's range (the same
+    range the `transfer` command and the library apply)."""
+    from ..transfer.presets import preset_defaults
 
     problems: list[str] = []
     for key in obj:
         if key in NOT_JOB_OPTIONS:
             problems.append(f"field '{key}' is not a job key: {NOT_JOB_OPTIONS[key]}")
-        elif key != "name" and key not in actions:
-            problems.append(f"unknown field '{key}' (known fields: {', '.join(['name', *actions])})")
+        elif key != "name" and key not in settings:
+            problems.append(f"unknown field '{key}' (known fields: {', '.join(['name', *settings])})")
     values: dict = {}
-    for key, action in actions.items():
-        default = action.default
+    for key, setting in settings.items():
+        default = setting.default
         values[key] = list(default) if isinstance(default, tuple) else default
     preset = obj.get("preset")
+    given: set[str] = set()
     if preset is not None:
-        value, err = _coerce(actions["preset"], preset, "preset")
+        value, err = _coerce(settings["preset"], preset, "preset")
+        err = err or (settings["preset"].message(value, _label("preset")) if settings["preset"].problem(value) else None)
         if err:
             problems.append(err)
         else:
             values.update({k: list(v) if isinstance(v, tuple) else v for k, v in preset_defaults(value).items()})
     for key, value in obj.items():
-        if key in actions and key != "preset":
-            coerced, err = _coerce(actions[key], value, key)
+        if key in settings and key != "preset":
+            coerced, err = _coerce(settings[key], value, key)
             if err:
                 problems.append(err)
             else:
                 values[key] = coerced
+                given.add(key)
+    for key in sorted(given):
+        if settings[key].problem(values[key]):
+            problems.append(settings[key].message(values[key], _label(key)))
     values["preset"] = preset if isinstance(preset, str) else None
     video = values.get("video")
     if not isinstance(video, str) or not video.strip():
@@ -171,14 +175,6 @@ def parse_job(obj: dict, line: int, base: Path, actions: dict[str, argparse.Acti
     target = values.get("target_prompt")
     if not isinstance(target, str) or not target.strip():
         problems.append("field 'target_prompt' is missing or empty: describe what the new video should show")
-    for key in ("width", "height"):
-        v = values.get(key)
-        if isinstance(v, int) and (v <= 0 or v % 8):
-            problems.append(f"'{key}' must be a positive multiple of 8, got {v}")
-    for key in ("num_frames", "steps", "inversion_steps", "stride", "optimization_steps", "downsample_factor"):
-        v = values.get(key)
-        if isinstance(v, int) and v < 1:
-            problems.append(f"'{key}' must be at least 1, got {v}")
     name = obj.get("name")
     if name is None and not problems:
         name = default_name(values["video"], values["target_prompt"], values["seed"])
@@ -204,7 +200,7 @@ def load_jobs(path: str | Path) -> list[Job]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"Cannot read job file '{path}': {exc}") from exc
-    actions = job_options()
+    settings = job_options()
     base = path.resolve().parent
     jobs: list[Job] = []
     problems: list[str] = []
@@ -220,7 +216,7 @@ def load_jobs(path: str | Path) -> list[Job]:
         if not isinstance(obj, dict):
             problems.append(f"line {number}: a job must be a JSON object {{...}}, got {type(obj).__name__}")
             continue
-        job, errs = parse_job(obj, number, base, actions)
+        job, errs = parse_job(obj, number, base, settings)
         problems.extend(f"line {number}: {e}" for e in errs)
         if job is not None:
             jobs.append(job)

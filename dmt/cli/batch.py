@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 
+from ..batch.jobs import describe_keys
 from ..models.zeroscope import DEFAULT_MODEL
-from .common import HelpFormatter
+from .common import HelpFormatter, add_threads_option, start_threads
 
 
 def add_batch_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -26,6 +28,11 @@ def add_batch_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
         "finished jobs are skipped when the batch is run again (resume), and a changed setting re-runs only the "
         "jobs it affects. DIR/results.jsonl and DIR/results.csv get one row per job. Exit code 0: all ok; "
         "1: some jobs failed; 2: bad input.",
+        epilog=textwrap.fill(
+            "Job keys: the `transfer` options with the same ranges and defaults (dmt.settings; a preset's values "
+            "replace the defaults), plus `name` (DIR/<name>.mp4; default <video stem>-<target prompt>-s<seed>). "
+            "`video` and `target_prompt` are required.", 100)
+        + "\n" + "\n".join("  " + line for line in describe_keys().splitlines()),
         formatter_class=HelpFormatter,
     )
     p.add_argument("jobs", metavar="JOBS", help="JSONL job file (relative video paths are relative to its folder)")
@@ -35,6 +42,7 @@ def add_batch_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--dtype", default=None, choices=["float16", "bfloat16", "float32"],
                    help="weights dtype (default: float16 on GPU, float32 on CPU)")
+    add_threads_option(p)
     p.add_argument("--score", action="store_true", help="add the Motion-Fidelity score of each output to the results")
     p.add_argument("--dry-run", action="store_true", help="check the job file and show which jobs would run; run nothing")
     r = p.add_argument_group("Ray (optional: pip install 'dmt-motion-transfer[ray]')")
@@ -55,8 +63,10 @@ def add_batch_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run_batch_command(args: argparse.Namespace) -> int:
     from ..batch import run_batch
 
+    start_threads(args)
     report = run_batch(
-        args.jobs, args.model, args.out, device=args.device, dtype=args.dtype, score=args.score, ray=args.ray,
+        args.jobs, args.model, args.out, device=args.device, dtype=args.dtype, threads=args.threads,
+        score=args.score, ray=args.ray,
         gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, workers=args.workers,
         max_retries=args.max_retries, ray_timeout=args.ray_timeout, progress=not args.quiet, dry_run=args.dry_run,
     )

@@ -6,7 +6,8 @@
         [--timesteps coarse|uniform] [--checkpoint-every 100] [--resume] [--seed 0]
 
 Ctrl-C stops after the current step and writes a resumable checkpoint (a second Ctrl-C aborts at
-once); run the same command with --resume to continue from it.
+once); run the same command with --resume to continue from it. --resume with no training state in
+the work folder is refused (exit code 2) rather than silently starting from step 0.
 """
 
 from __future__ import annotations
@@ -18,14 +19,12 @@ from pathlib import Path
 
 import torch
 
-from ..customize.examples import DEFAULT_FRAMES, DEFAULT_HEIGHT, DEFAULT_TOKEN, DEFAULT_WIDTH
-from ..customize.timesteps import TIMESTEP_MODES
-from ..customize.train import DEFAULT_CHECKPOINT_EVERY, DEFAULT_LR, DEFAULT_STEPS, TrainSettings
-from ..customize.trainable import DEFAULT_RANK, MODES
+from ..customize.train import TrainSettings
 from ..errors import InputError, Interrupted
 from ..models.text import DEFAULT_NEGATIVE_PROMPT
 from ..models.zeroscope import DEFAULT_MODEL
-from .common import HelpFormatter
+from ..settings import TRAIN
+from .common import HelpFormatter, add_setting, add_threads_option, check_args, start_threads, use_threads
 
 
 def add_customize_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -38,11 +37,12 @@ def add_customize_command(sub: argparse._SubParsersAction) -> argparse.ArgumentP
         "token, and save the result as a small motion file for `python -m dmt generate --motion`.",
         formatter_class=HelpFormatter,
     )
+    S = TRAIN  # defaults, ranges and help: dmt.settings
     io = p.add_argument_group("data and output")
     io.add_argument("--examples", required=True, help="folder of example clips (videos or frame folders, caption "
                     "of clip.mp4 in clip.txt), or one clip")
     io.add_argument("--caption", default=None, help="caption for clips without a .txt (must contain the token)")
-    io.add_argument("--token", default=DEFAULT_TOKEN, help="the word that names the motion in captions and prompts")
+    add_setting(io, S["token"])
     io.add_argument("--out", required=True, help="motion file to write (.safetensors)")
     io.add_argument("--work-dir", default=None, help="checkpoints, validation clips, loss log (default: OUT "
                     "without suffix + '.training')")
@@ -50,38 +50,25 @@ def add_customize_command(sub: argparse._SubParsersAction) -> argparse.ArgumentP
     io.add_argument("--reg-videos", default=None, help="folder of regularization clips of related motions, with "
                     "captions (prior preservation; the paper prefers real clips)")
     io.add_argument("--reg-caption", default=None, help="caption for regularization clips without a .txt")
-    io.add_argument("--reg-generate", type=int, default=None, metavar="N",
-                    help="instead of --reg-videos: generate N prior clips with the frozen model from the example "
-                    "captions without the token (cached)")
+    add_setting(io, S["reg_generate"], help="instead of --reg-videos: " + S["reg_generate"].help.split(": ", 1)[1])
     m = p.add_argument_group("model")
     m.add_argument("--model", default=DEFAULT_MODEL, help="diffusers folder or hub repo id (CC BY-NC 4.0 weights)")
     m.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     m.add_argument("--dtype", default=None, choices=["float16", "bfloat16", "float32"],
                    help="weights dtype; training runs under autocast in it (default: float16 on GPU, float32 on CPU)")
+    add_threads_option(m)
     t = p.add_argument_group("training")
-    t.add_argument("--mode", choices=MODES, default="lora", help="lora (small file) or full (the paper's: the "
-                   "chosen weights themselves; the file holds their deltas)")
-    t.add_argument("--rank", type=int, default=DEFAULT_RANK, help="LoRA rank")
-    t.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="optimiser steps")
-    t.add_argument("--lr", type=float, default=None,
-                   help=f"learning rate (default: {DEFAULT_LR['lora']:g} for lora, {DEFAULT_LR['full']:g} for full)")
-    t.add_argument("--gradient-accumulation", type=int, default=1, help="micro-steps per optimiser step")
-    t.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="training frames per clip")
-    t.add_argument("--height", type=int, default=DEFAULT_HEIGHT, help="training height (multiple of 8)")
-    t.add_argument("--width", type=int, default=DEFAULT_WIDTH, help="training width (multiple of 8)")
-    t.add_argument("--stride", type=int, default=1, help="take every n-th frame of the clips")
-    t.add_argument("--reg-weight", type=float, default=1.0, help="weight lambda of the regularization loss")
-    t.add_argument("--timesteps", choices=TIMESTEP_MODES, default="coarse",
-                   help="timestep sampling: coarse = P(t) ~ 1 + 3t/999 (favours noisy steps) or uniform")
-    t.add_argument("--seed", type=int, default=0, help="seed of data order, timesteps, noise and LoRA init")
-    t.add_argument("--checkpoint-every", type=int, default=DEFAULT_CHECKPOINT_EVERY,
-                   help="steps between checkpoints (0: only at the end)")
-    t.add_argument("--validation-every", type=int, default=None,
-                   help="steps between validation clips (default: at start and every checkpoint; 0: off)")
+    for key in ("mode", "rank", "steps", "lr", "gradient_accumulation", "frames", "height", "width", "stride",
+                "reg_weight", "timesteps", "seed", "checkpoint_every", "validation_every", "validation_steps",
+                "validation_guidance"):
+        add_setting(t, S[key])
     t.add_argument("--validation-prompt", action="append", default=None,
                    help="validation prompt (repeatable; default: the first example caption)")
     t.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations (less memory, slower)")
-    t.add_argument("--resume", action="store_true", help="continue from the work folder's checkpoint")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from the training state in the work folder (WORK_DIR/state.safetensors, written at "
+                   "every checkpoint and on Ctrl-C). Refused when there is none: run without --resume to start "
+                   "fresh. Without --resume an earlier state in the work folder is replaced")
     p.set_defaults(func=run_customize)
     return p
 
@@ -91,6 +78,7 @@ def _settings(args: argparse.Namespace) -> TrainSettings:
         mode=args.mode, rank=args.rank, steps=args.steps, lr=args.lr, gradient_accumulation=args.gradient_accumulation,
         timesteps=args.timesteps, reg_weight=args.reg_weight, seed=args.seed, checkpoint_every=args.checkpoint_every,
         validation_every=args.validation_every, validation_prompts=tuple(args.validation_prompt or ()),
+        validation_steps=args.validation_steps, validation_guidance=args.validation_guidance,
         gradient_checkpointing=args.gradient_checkpointing,
     )
 
@@ -131,22 +119,35 @@ def run_customize(args: argparse.Namespace) -> int:
 
     from ..customize.encode import encode_examples
     from ..customize.examples import load_examples
-    from ..customize.generate import GenerateSettings
+    from ..customize.generate import DEFAULT_GUIDANCE, DEFAULT_STEPS, GenerateSettings
     from ..customize.regularization import generate_regularization, load_regularization
     from ..customize.train import train_motion
+    from ..customize.train_state import read_train_state_info, state_path
     from ..models.zeroscope import load_zeroscope
 
+    check_args(args, TRAIN)
+    start_threads(args)
     settings = _settings(args)
     settings.validate()
     if args.reg_videos and args.reg_generate:
         raise InputError("Give --reg-videos or --reg-generate, not both.")
-    if args.reg_generate is not None and args.reg_generate < 1:
-        raise InputError(f"--reg-generate must be >= 1, got {args.reg_generate}.")
     out = Path(args.out)
     if out.suffix.lower() != ".safetensors":
         raise InputError(f"--out must be a .safetensors file, got '{out}'.")
     work = Path(args.work_dir) if args.work_dir else out.with_suffix(".training")
     cache = Path(args.cache_dir) if args.cache_dir else work / "cache"
+    earlier = read_train_state_info(state_path(work))  # InputError for a damaged state file
+    if args.resume and earlier is None:
+        raise InputError(f"Nothing to resume in '{work}': no training state ({state_path(work).name}) was found. "
+                         f"Run without --resume to start fresh.")
+    if args.resume and earlier["step"] > settings.steps:
+        raise InputError(f"The training state in '{work}' is already at step {earlier['step']}, past --steps "
+                         f"{settings.steps}: give --steps {earlier['step']} or more to continue it.")
+    if args.resume:
+        print(f"resuming from step {earlier['step']} of {settings.steps} ({state_path(work)})", file=sys.stderr)
+    elif earlier is not None:
+        print(f"note: starting fresh; this replaces the training state of an earlier run in '{work}' (step "
+              f"{earlier['step']}). Stop now and add --resume to continue that run instead.", file=sys.stderr)
     examples = load_examples(args.examples, args.caption, args.token, args.frames, args.height, args.width, args.stride)
     reg_clips = (load_regularization(args.reg_videos, args.reg_caption, args.frames, args.height, args.width, args.stride)
                  if args.reg_videos else [])
@@ -156,16 +157,18 @@ def run_customize(args: argparse.Namespace) -> int:
     dtype = args.dtype or ("float16" if torch.device(device).type == "cuda" else "float32")
     print(f"loading {args.model} ({dtype}, {device})", file=sys.stderr)
     model = load_zeroscope(args.model, dtype, device)
+    use_threads(args, model)
     encoded = encode_examples(model, examples, cache_dir=cache)
     regularization = encode_examples(model, reg_clips, cache_dir=cache) if reg_clips else []
     if args.reg_generate:
-        bar = tqdm(total=args.reg_generate * 40, desc="regularization clips", unit="step")
+        bar = tqdm(total=args.reg_generate * DEFAULT_STEPS, desc="regularization clips", unit="step")
         regularization = generate_regularization(
             model, [e.caption for e in encoded], args.reg_generate, args.token,
-            GenerateSettings(args.frames, args.height, args.width, 40, 9.0, args.seed), DEFAULT_NEGATIVE_PROMPT,
+            GenerateSettings(args.frames, args.height, args.width, DEFAULT_STEPS, DEFAULT_GUIDANCE, args.seed),
+            DEFAULT_NEGATIVE_PROMPT,
             cache_dir=cache, on_step=lambda s, i, n, lat: (setattr(bar, "n", i), bar.refresh()))
         bar.close()
-    bar = tqdm(total=settings.steps, desc="training", unit="step")
+    bar = tqdm(total=settings.steps, initial=earlier["step"] if args.resume else 0, desc="training", unit="step")
 
     def on_log(record: dict) -> None:
         bar.n = record["step"]
@@ -180,8 +183,6 @@ def run_customize(args: argparse.Namespace) -> int:
             print(f"stopped; checkpoint in '{work}'. Run the same command with --resume to continue.", file=sys.stderr)
             return 130
     bar.close()
-    if result.resumed_from:
-        print(f"resumed from step {result.resumed_from}", file=sys.stderr)
     size = out.stat().st_size
     print(f"wrote {out} ({result.motion.mode}, {len(result.losses)} steps, {size / 2**20:.1f} MiB); loss curve "
           f"{work / 'loss.png'}")

@@ -12,10 +12,10 @@ import sys
 import torch
 
 from ..customize.apply import check_strength
-from ..customize.generate import DEFAULT_FRAMES, DEFAULT_GUIDANCE, DEFAULT_HEIGHT, DEFAULT_STEPS, DEFAULT_WIDTH
 from ..models.text import DEFAULT_NEGATIVE_PROMPT
 from ..models.zeroscope import DEFAULT_MODEL
-from .common import HelpFormatter, progress_bar
+from ..settings import GENERATE
+from .common import HelpFormatter, add_setting, add_threads_option, check_args, progress_bar, start_threads, use_threads
 
 
 def add_generate_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -36,13 +36,9 @@ def add_generate_command(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--dtype", default=None, choices=["float16", "bfloat16", "float32"],
                    help="weights dtype (default: float16 on GPU, float32 on CPU)")
-    p.add_argument("--frames", type=int, default=DEFAULT_FRAMES, help="number of frames")
-    p.add_argument("--height", type=int, default=DEFAULT_HEIGHT, help="height (multiple of 8)")
-    p.add_argument("--width", type=int, default=DEFAULT_WIDTH, help="width (multiple of 8)")
-    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="DDIM steps")
-    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help="classifier-free guidance scale")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial noise")
-    p.add_argument("--fps", type=float, default=8.0, help="frame rate of the written video")
+    add_threads_option(p)
+    for setting in GENERATE.values():  # defaults, ranges and help: dmt.settings
+        add_setting(p, setting)
     p.set_defaults(func=run_generate)
     return p
 
@@ -68,6 +64,8 @@ def run_generate(args: argparse.Namespace) -> int:
     from ..io.video import write_video
     from ..models.zeroscope import load_zeroscope
 
+    check_args(args, GENERATE)
+    start_threads(args)
     if not args.prompt.strip():
         raise InputError("--prompt is empty: describe the video to make.")
     settings = GenerateSettings(args.frames, args.height, args.width, args.steps, args.guidance, args.seed)
@@ -83,6 +81,7 @@ def run_generate(args: argparse.Namespace) -> int:
     dtype = args.dtype or ("float16" if torch.device(device).type == "cuda" else "float32")
     print(f"loading {args.model} ({dtype}, {device})", file=sys.stderr)
     model = load_zeroscope(args.model, dtype, device)
+    use_threads(args, model)
     for motion, _ in motions:
         motion.check_fits(model.unet)
         if not motion.same_base(model.fingerprint):

@@ -14,9 +14,11 @@ import json
 import sys
 from pathlib import Path
 
-from ..metrics.motion_fidelity import DEFAULT_STATIC_THRESHOLD, MotionFidelity, draw_comparison, motion_fidelity
+from ..metrics.motion_fidelity import MotionFidelity, draw_comparison, motion_fidelity
 from ..metrics.tracking import BACKENDS, load_mask
 from ..io.video import read_video, write_video
+from ..settings import SCORE
+from .common import add_setting, check_args
 
 
 def add_score_command(subparsers: argparse._SubParsersAction) -> None:
@@ -32,8 +34,7 @@ def add_score_command(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("original", type=Path, help="original (input) video file or folder of frames")
     p.add_argument("edited", type=Path, help="edited (output) video file or folder of frames")
-    p.add_argument("--grid", type=int, default=55, metavar="N",
-                   help="points per side of the tracking grid (default 55, as the authors)")
+    add_setting(p, SCORE["grid"])
     p.add_argument("--mask", type=Path, default=None, metavar="MASK.png",
                    help="first-frame foreground mask image (white = object); only grid points "
                         "inside its bounding box are tracked")
@@ -42,9 +43,7 @@ def add_score_command(subparsers: argparse._SubParsersAction) -> None:
                         "cotracker = Meta CoTracker (needs the package and --cotracker-checkpoint)")
     p.add_argument("--cotracker-checkpoint", type=Path, default=None, metavar="PATH",
                    help="local CoTracker checkpoint file (backend cotracker)")
-    p.add_argument("--static-threshold", type=float, default=DEFAULT_STATIC_THRESHOLD, metavar="T",
-                   help="per-frame displacement in frame units (x/W, y/H) below which a point "
-                        f"counts as static (default {DEFAULT_STATIC_THRESHOLD:g})")
+    add_setting(p, SCORE["static_threshold"])
     p.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write the result as JSON to this file")
     p.add_argument("--vis", type=Path, default=None, metavar="OUT.mp4|DIR",
                    help="write a side-by-side track visualisation: a .mp4 file or a folder of PNGs")
@@ -67,6 +66,7 @@ def format_result(result: MotionFidelity, original: Path, edited: Path) -> str:
 
 def run_score(args: argparse.Namespace) -> int:
     """Run the ``score`` sub-command. Returns 0 on success, 2 on bad input (message on stderr)."""
+    check_args(args, SCORE)
     try:
         original = read_video(args.original)
         edited = read_video(args.edited)

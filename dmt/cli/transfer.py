@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
@@ -14,16 +13,14 @@ import torch
 
 from ..errors import InputError
 from ..io.video import CODECS, choose_codec
-from ..models.latents import DEFAULT_HEIGHT, DEFAULT_NUM_FRAMES, DEFAULT_WIDTH, UP_TO_NATIVE
-from ..models.text import AUTHORS_PROMPT_PREFIX, DEFAULT_NEGATIVE_PROMPT
+from ..models.latents import UP_TO_NATIVE
 from ..models.zeroscope import DEFAULT_MODEL
-from ..transfer.context import DEFAULT_CONTEXT_LENGTH, DEFAULT_CONTEXT_OVERLAP, FUSE_MODES, MAX_CONTEXT_LENGTH, ContextOptions
-from ..transfer.inversion import DEFAULT_INVERSION_STEPS, DEFAULT_SAMPLING_STEPS
-from ..transfer.noise_init import DEFAULT_DOWNSAMPLE_FACTOR
+from ..settings import TRANSFER
+from ..transfer.context import ContextOptions
 from ..transfer.estimate import estimate_seconds, format_duration, matmul_flops, CPU_UNET_EFFICIENCY
-from ..transfer.presets import PRESETS, get_preset, preset_work, unet_work
+from ..transfer.presets import PRESETS, preset_defaults, preset_work, unet_work  # noqa: F401 (preset_defaults: re-exported)
 from ..transfer.sampler import GuidanceSettings
-from .common import HelpFormatter, progress_bar
+from .common import HelpFormatter, add_setting, add_threads_option, check_args, progress_bar, start_threads, use_threads
 
 _G = GuidanceSettings()
 
@@ -38,13 +35,14 @@ def add_transfer_command(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
         "while its space-time features are optimised to move like the input's. Defaults are the authors'.",
         formatter_class=HelpFormatter,
     )
+    S = TRANSFER  # every algorithm option's default, range and help: dmt.settings
     io = p.add_argument_group("input and output")
-    io.add_argument("--video", help="input video file or folder of frames (not needed with --load-inversion)")
-    io.add_argument("--source-prompt", default="", help="text describing the input video (may be empty; default: empty)")
-    io.add_argument("--target-prompt", required=True, help="text describing the video to make")
+    add_setting(io, S["video"], help="input video file or folder of frames (not needed with --load-inversion)")
+    add_setting(io, S["source_prompt"], help="text describing the input video (may be empty; default: empty)")
+    add_setting(io, S["target_prompt"], required=True)
     io.add_argument("--out", required=True, help="output video (.mp4/.avi) or folder for PNG frames")
     io.add_argument("--frames-dir", help="also write the output frames as PNGs into this folder")
-    io.add_argument("--fps", type=float, default=None, help="output frame rate (default: the input's, 8 for frame folders)")
+    add_setting(io, S["fps"])
     io.add_argument("--codec", default=None, choices=list(CODECS),
                     help="video codec of --out (PyAV/FFmpeg): " + "; ".join(f"'{k}': {v}" for k, v in CODECS.items())
                     + " (default: h264; libvpx-vp9 for .webm)")
@@ -55,38 +53,22 @@ def add_transfer_command(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
     m.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     m.add_argument("--dtype", default=None, choices=["float16", "bfloat16", "float32"],
                    help="weights dtype (default: float16 on GPU, float32 on CPU)")
+    add_threads_option(m)
     v = p.add_argument_group("video preparation")
-    v.add_argument("--width", type=int, default=DEFAULT_WIDTH, help="model input width (multiple of 8)")
-    v.add_argument("--height", type=int, default=DEFAULT_HEIGHT, help="model input height (multiple of 8)")
-    v.add_argument("--num-frames", type=int, default=None,
-                   help=f"frames taken from the input (default: {DEFAULT_NUM_FRAMES}, or all of a shorter video; "
-                   "0 = all frames, a video longer than --context-length then runs in windows; a number larger "
-                   "than the video gives is refused)")
-    v.add_argument("--start", type=int, default=0, help="first input frame used")
-    v.add_argument("--stride", type=int, default=1, help="take every n-th input frame")
+    for key in ("width", "height"):
+        add_setting(v, S[key])
+    add_setting(v, S["num_frames"], help=S["num_frames"].help.replace("the context length", "--context-length")
+                + "; a number larger than the video gives is refused")
+    add_setting(v, S["start"])
+    add_setting(v, S["stride"])
     a = p.add_argument_group("algorithm")
-    a.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                   help="settings preset: " + "; ".join(f"'{k}': {v.summary}" for k, v in sorted(PRESETS.items()))
-                   + ". Options given explicitly override it")
-    a.add_argument("--seed", type=int, default=0, help="seed of the init noise and the restart noise")
-    a.add_argument("--steps", type=int, default=DEFAULT_SAMPLING_STEPS, help="DDIM sampling steps")
-    a.add_argument("--inversion-steps", type=int, default=DEFAULT_INVERSION_STEPS,
-                   help="DDIM inversion steps (must visit every guided timestep; the error lists valid values)")
-    a.add_argument("--guidance-window", type=float, nargs=2, default=(0.6, 1.0), metavar=("MIN", "MAX"),
-                   help="fraction of the schedule that is guided: (0.6, 1.0) = the first 40%% of the steps")
-    a.add_argument("--negative-prompt", default=DEFAULT_NEGATIVE_PROMPT, help="unconditional prompt of CFG")
-    a.add_argument("--guidance-scale", type=float, default=_G.guidance_scale, help="classifier-free guidance scale")
-    a.add_argument("--optimization-steps", type=int, default=_G.optimization_steps, help="Adam iterations per guided step")
-    a.add_argument("--lr-range", type=float, nargs=2, default=_G.lr_range, metavar=("FIRST", "LAST"),
-                   help="learning rate decaying linearly over the guided steps")
-    a.add_argument("--constant-lr", type=float, default=None, help="use this constant learning rate instead of --lr-range (authors' value: 0.01)")
-    a.add_argument("--no-restart", action="store_true", help="disable restart sampling (faster, less faithful)")
-    a.add_argument("--loss", choices=["cosine", "l2"], default=_G.loss, help="SMM loss form: cosine (authors' code) or l2 (paper's equation)")
-    a.add_argument("--downsample-factor", type=int, default=DEFAULT_DOWNSAMPLE_FACTOR, help="low-frequency init factor xi (1 = no noise replacement)")
-    a.add_argument("--prompt-prefix", default=AUTHORS_PROMPT_PREFIX, help="prepended to source and target prompts ('' to disable)")
-    a.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in the backward pass (less memory, slower)")
-    a.add_argument("--low-memory", action="store_true",
-                   help="gradient checkpointing + text encoder and VAE on the CPU while idle (same result, slower)")
+    add_setting(a, S["preset"], choices=sorted(PRESETS),
+                help="settings preset: " + "; ".join(f"'{k}': {v.summary}" for k, v in sorted(PRESETS.items()))
+                + ". Options given explicitly override it")
+    for key in ("seed", "steps", "inversion_steps", "guidance_window", "negative_prompt", "guidance_scale",
+                "optimization_steps", "lr_range", "constant_lr", "no_restart", "loss", "downsample_factor",
+                "prompt_prefix", "gradient_checkpointing", "low_memory"):
+        add_setting(a, S[key])
     c = p.add_argument_group(
         "long videos (temporal context windows)",
         "Every UNet call (inversion, targets, guided steps, denoising) runs on overlapping windows of "
@@ -94,22 +76,24 @@ def add_transfer_command(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
         "Rule: a video of at most --context-length frames is one window, i.e. exactly the plain one-pass "
         "transfer; windows are used only when the video is longer. --context-length 0 turns windows off.",
     )
-    c.add_argument("--context-length", type=int, default=DEFAULT_CONTEXT_LENGTH,
-                   help=f"frames per window, 2-{MAX_CONTEXT_LENGTH} (ZeroScope was trained on 24); 0 = no windows")
-    c.add_argument("--context-overlap", type=int, default=DEFAULT_CONTEXT_OVERLAP,
-                   help="frames shared by neighbouring windows (less than --context-length)")
-    c.add_argument("--context-fuse", choices=FUSE_MODES, default="pyramid",
-                   help="how overlapping windows are blended: pyramid (weights fall off toward a window's edges) or flat")
+    for key in ("context_length", "context_overlap", "context_fuse"):
+        add_setting(c, S[key])
     p.set_defaults(func=run_transfer)
     return p
 
 
-def preset_defaults(name: str) -> dict:
-    """CLI defaults a preset sets (options given explicitly still win)."""
-    preset = get_preset(name)
-    return {"inversion_steps": preset.num_inversion_steps, "steps": preset.num_steps,
-            "guidance_window": preset.guidance_window, "optimization_steps": preset.optimization_steps,
-            "no_restart": not preset.restart_sampling}
+def guidance_from_options(o) -> GuidanceSettings:
+    """GuidanceSettings from the transfer options (argparse Namespace or a batch job's options
+    dict, by the names of dmt.settings.TRANSFER); validated."""
+    get = (lambda k: o[k]) if isinstance(o, dict) else (lambda k: getattr(o, k))
+    constant = get("constant_lr")
+    settings = GuidanceSettings(
+        guidance_scale=get("guidance_scale"), optimization_steps=get("optimization_steps"),
+        lr_range=tuple(get("lr_range")), lr_decay=constant is None, lr=constant if constant is not None else _G.lr,
+        restart_sampling=not get("no_restart"), loss=get("loss"), gradient_checkpointing=get("gradient_checkpointing"),
+    )
+    settings.validate()
+    return settings
 
 
 def context_from_args(args: argparse.Namespace) -> ContextOptions | None:
@@ -177,6 +161,8 @@ def run_transfer(args: argparse.Namespace) -> int:
     from ..transfer.inversion_files import load_inversion, save_inversion
     from ..io.video import read_video, write_video
 
+    check_args(args, TRANSFER)
+    start_threads(args)
     if not args.target_prompt.strip():
         raise InputError("--target-prompt is empty: describe what the new video should show.")
     if args.video is None and args.load_inversion is None:
@@ -185,16 +171,8 @@ def run_transfer(args: argparse.Namespace) -> int:
     dtype = args.dtype or ("float16" if torch.device(device).type == "cuda" else "float32")
     if (msg := dtype_warning(device, dtype)) is not None:
         print(msg, file=sys.stderr)
-    settings = GuidanceSettings(
-        guidance_scale=args.guidance_scale, optimization_steps=args.optimization_steps,
-        lr_range=tuple(args.lr_range), lr_decay=args.constant_lr is None,
-        lr=args.constant_lr if args.constant_lr is not None else _G.lr,
-        restart_sampling=not args.no_restart, loss=args.loss, gradient_checkpointing=args.gradient_checkpointing,
-    )
-    settings.validate()
+    settings = guidance_from_options(args)
     context = context_from_args(args)
-    if args.fps is not None and not (math.isfinite(args.fps) and args.fps > 0):
-        raise InputError(f"--fps must be a positive number, got {args.fps}.")
     try:
         choose_codec(args.out, args.codec)
     except ValueError as exc:
@@ -210,6 +188,7 @@ def run_transfer(args: argparse.Namespace) -> int:
               f"{frames.shape[0]} frames {args.width}x{args.height}", file=sys.stderr)
     print(f"loading {args.model} ({dtype}, {device})", file=sys.stderr)
     model = load_zeroscope(args.model, dtype, device)
+    use_threads(args, model)
     inversion = None
     if args.load_inversion:
         inversion, _ = load_inversion(args.load_inversion, device=model.device, model_fingerprint=model.fingerprint,

@@ -22,11 +22,12 @@ from pathlib import Path
 import torch
 
 from ..errors import InputError
+from ..settings import TRAIN
 from ..io.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, VideoReadError, read_video
 from ..models.latents import check_frames, check_size, prepare_frames
 
-DEFAULT_TOKEN = "sks"
-DEFAULT_FRAMES, DEFAULT_HEIGHT, DEFAULT_WIDTH = 16, 256, 256
+DEFAULT_TOKEN: str = TRAIN["token"].default  # "sks"
+DEFAULT_FRAMES, DEFAULT_HEIGHT, DEFAULT_WIDTH = (TRAIN[k].default for k in ("frames", "height", "width"))  # 16, 256, 256
 
 
 @dataclass
@@ -103,8 +104,8 @@ def example_from_frames(
         InputError: bad shape, size not a multiple of 8, too few frames, token missing.
     """
     check_size(width, height)
-    if num_frames < 2:
-        raise InputError(f"Training frame count must be at least 2, got {num_frames}.")
+    TRAIN["frames"].check(num_frames)
+    TRAIN["stride"].check(stride)
     check_frames(frames, what=f"example clip '{source}'")
     if not isinstance(caption, str) or not caption.strip():
         raise InputError(f"Example clip '{source}' has an empty caption.")

@@ -18,18 +18,20 @@ from ..models.grad_modes import evaluation
 from ..models.latents import check_size, decode_latents
 from ..models.text import DEFAULT_NEGATIVE_PROMPT, encode_prompt
 from ..models.zeroscope import ZeroScope
+from ..settings import GENERATE
 from ..transfer.schedule import previous_timestep, scheduler_timesteps
 from ..transfer.sampler import denoise_step
 from .apply import apply_motions
 
-DEFAULT_FRAMES, DEFAULT_HEIGHT, DEFAULT_WIDTH = 16, 256, 256
-DEFAULT_STEPS, DEFAULT_GUIDANCE = 40, 9.0
+DEFAULT_FRAMES, DEFAULT_HEIGHT, DEFAULT_WIDTH = (GENERATE[k].default for k in ("frames", "height", "width"))
+DEFAULT_STEPS, DEFAULT_GUIDANCE = GENERATE["steps"].default, GENERATE["guidance"].default  # 40, 9.0
 
 
 @dataclass(frozen=True)
 class GenerateSettings:
-    """Sampling settings. num_frames ≥ 2; height/width positive multiples of 8; steps in 1..1000;
-    guidance_scale ≥ 0 (1 = no guidance); seed: initial noise."""
+    """Sampling settings; ranges and defaults in dmt.settings.GENERATE: num_frames 2..256 (16);
+    height/width multiples of 8, 8..2048 px (256); steps 1..1000 (40); guidance_scale 0..50 (9;
+    1 = no guidance); seed: initial noise (0)."""
 
     num_frames: int = DEFAULT_FRAMES
     height: int = DEFAULT_HEIGHT
@@ -39,13 +41,11 @@ class GenerateSettings:
     seed: int = 0
 
     def validate(self) -> None:
+        """Raise InputError for a value outside its range (dmt.settings.GENERATE)."""
         check_size(self.width, self.height)
-        if self.num_frames < 2:
-            raise InputError(f"Frame count must be at least 2, got {self.num_frames}.")
-        if not (1 <= self.steps <= 1000):
-            raise InputError(f"Sampling steps must be in 1..1000, got {self.steps}.")
-        if not (self.guidance_scale >= 0):  # also catches NaN
-            raise InputError(f"Guidance scale must be >= 0, got {self.guidance_scale}.")
+        for name, value in (("frames", self.num_frames), ("steps", self.steps), ("guidance", self.guidance_scale),
+                            ("seed", self.seed)):
+            GENERATE[name].check(value)
 
 
 @dataclass

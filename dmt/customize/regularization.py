@@ -21,11 +21,12 @@ from ..errors import InputError
 from ..io.progress import CheckInterrupt, OnStep, checkpoint, never_interrupt, no_progress
 from ..models.text import DEFAULT_NEGATIVE_PROMPT
 from ..models.zeroscope import ZeroScope
+from ..settings import TRAIN
 from .encode import EncodedExample, _read_entry, _write_entry, content_key, encode_text_cached, encoder_identity
 from .examples import DEFAULT_FRAMES, DEFAULT_HEIGHT, DEFAULT_WIDTH, MotionExample, load_examples, strip_token
 from .generate import GenerateSettings, sample_latents
 
-DEFAULT_REG_WEIGHT = 1.0
+DEFAULT_REG_WEIGHT: float = TRAIN["reg_weight"].default  # 1.0
 
 
 def load_regularization(

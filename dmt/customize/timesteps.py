@@ -15,7 +15,9 @@ import torch
 
 from ..errors import InputError
 
-TIMESTEP_MODES = ("coarse", "uniform")
+from ..settings import TRAIN
+
+TIMESTEP_MODES: tuple[str, ...] = TRAIN["timesteps"].choices  # ("coarse", "uniform")
 COARSE_BIAS = 3.0
 
 

@@ -41,23 +41,24 @@ from ..models.memory import gradient_checkpointing, on_device
 from ..models.text import DEFAULT_NEGATIVE_PROMPT
 from ..models.unet import autocast_for
 from ..models.zeroscope import ZeroScope
+from ..settings import TRAIN
 from .encode import EncodedExample, content_key, encode_text_cached
-from .examples import DEFAULT_TOKEN, caption_has_token, check_token
+from .examples import DEFAULT_TOKEN, MotionExample, caption_has_token, check_token
 from .generate import GenerateSettings, sample_latents
 from .loss_curve import append_loss_log, draw_loss_curve, read_loss_log, save_loss_curve, write_loss_log
 from .motion_file import Motion, save_motion
-from .timesteps import TIMESTEP_MODES, sample_timesteps
-from .train_state import load_train_state, save_train_state
-from .trainable import DEFAULT_RANK, MODES, TrainableSet, check_mode, trainable, trainable_modules
+from .timesteps import sample_timesteps
+from .train_state import load_train_state, save_train_state, state_path as train_state_path
+from .trainable import DEFAULT_RANK, TrainableSet, check_mode, trainable, trainable_modules
 
-DEFAULT_LR = {"lora": 5e-4, "full": 1e-5}
-DEFAULT_STEPS = 400
-DEFAULT_CHECKPOINT_EVERY = 100
+DEFAULT_LR = {"lora": 5e-4, "full": 1e-5}  # TRAIN["lr"]'s "not given"
+DEFAULT_STEPS: int = TRAIN["steps"].default  # 400
+DEFAULT_CHECKPOINT_EVERY: int = TRAIN["checkpoint_every"].default  # 100
 
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Training settings (defaults in brackets).
+    """Training settings (defaults in brackets; ranges and defaults in dmt.settings.TRAIN).
 
     mode: "lora" [default] or "full". rank [32], lora_alpha [= rank]: LoRA size and scale.
     steps [400]: optimiser steps. lr [None → 5e-4 lora, 1e-5 full]. weight_decay [0.01] (AdamW).
@@ -72,21 +73,21 @@ class TrainSettings:
     offload_encoders [True]: on a GPU, park the VAE and text encoder on the CPU while training.
     """
 
-    mode: str = "lora"
+    mode: str = TRAIN["mode"].default
     rank: int = DEFAULT_RANK
     lora_alpha: float | None = None
     steps: int = DEFAULT_STEPS
-    lr: float | None = None
+    lr: float | None = TRAIN["lr"].default
     weight_decay: float = 1e-2
-    gradient_accumulation: int = 1
-    timesteps: str = "coarse"
-    reg_weight: float = 1.0
-    seed: int = 0
+    gradient_accumulation: int = TRAIN["gradient_accumulation"].default
+    timesteps: str = TRAIN["timesteps"].default
+    reg_weight: float = TRAIN["reg_weight"].default
+    seed: int = TRAIN["seed"].default
     checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY
-    validation_every: int | None = None
+    validation_every: int | None = TRAIN["validation_every"].default
     validation_prompts: tuple[str, ...] = ()
-    validation_steps: int = 25
-    validation_guidance: float = 9.0
+    validation_steps: int = TRAIN["validation_steps"].default
+    validation_guidance: float = TRAIN["validation_guidance"].default
     validation_seed: int = 0
     gradient_checkpointing: bool = False
     offload_encoders: bool = True
@@ -98,28 +99,19 @@ class TrainSettings:
         return self.checkpoint_every if self.validation_every is None else int(self.validation_every)
 
     def validate(self) -> None:
-        """Raise InputError for any unusable value (before any heavy work)."""
+        """Raise InputError for any unusable value (before any heavy work); the ranges are
+        dmt.settings.TRAIN's."""
         check_mode(self.mode, self.rank)
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise InputError(f"Training steps must be a positive integer (default {DEFAULT_STEPS}); got {self.steps}.")
-        lr = self.learning_rate()
-        if not math.isfinite(lr) or lr <= 0:
-            raise InputError(f"Learning rate must be a positive number (default {DEFAULT_LR[self.mode]:g} for "
-                             f"{self.mode}); got {lr}.")
+        for name in ("steps", "lr", "gradient_accumulation", "timesteps", "reg_weight", "seed", "checkpoint_every",
+                     "validation_every"):
+            TRAIN[name].check(getattr(self, name))
         if not math.isfinite(self.weight_decay) or self.weight_decay < 0:
             raise InputError(f"Weight decay must be >= 0; got {self.weight_decay}.")
         if self.lora_alpha is not None and (not math.isfinite(self.lora_alpha) or self.lora_alpha <= 0):
             raise InputError(f"LoRA alpha must be positive; got {self.lora_alpha}.")
-        if self.gradient_accumulation < 1:
-            raise InputError(f"Gradient accumulation must be >= 1; got {self.gradient_accumulation}.")
-        if self.timesteps not in TIMESTEP_MODES:
-            raise InputError(f"Timestep sampling must be one of {', '.join(TIMESTEP_MODES)}; got '{self.timesteps}'.")
-        if not math.isfinite(self.reg_weight) or self.reg_weight < 0:
-            raise InputError(f"Regularization weight must be >= 0; got {self.reg_weight}.")
-        if self.checkpoint_every < 0 or self.validation_interval() < 0:
-            raise InputError("Checkpoint and validation intervals must be >= 0 (0 = off).")
         if self.validation_interval() > 0:
-            GenerateSettings(steps=self.validation_steps, guidance_scale=self.validation_guidance).validate()
+            TRAIN["validation_steps"].check(self.validation_steps)
+            TRAIN["validation_guidance"].check(self.validation_guidance)
 
     def resume_key(self) -> str:
         """Hash of the settings that must not change between a run and its resume (steps,
@@ -167,6 +159,28 @@ def data_key(examples: list[EncodedExample], regularization: list[EncodedExample
     return content_key("data", *parts)
 
 
+def training_key(model: ZeroScope, examples: list[MotionExample], regularization: list[MotionExample], token: str,
+                 settings: TrainSettings) -> str:
+    """A name for a training run (32 hex chars) from what a resume must not change: the base model,
+    the clips' pixels and captions (before encoding, so it is known before the VAE runs), the
+    token and the settings' resume_key (steps, checkpoint and validation settings excluded). The
+    ComfyUI node names its work folder with it, so a run finds its own state again and never
+    another configuration's."""
+    parts: list = [model.fingerprint, check_token(token), settings.resume_key()]
+    for ex in list(examples) + ["|"] + list(regularization):
+        parts += ["|"] if isinstance(ex, str) else [ex.frames, ex.caption]
+    return content_key("run", *parts)
+
+
+def _resume_mismatch(saved: dict, keys: dict) -> str | None:
+    """What differs between a saved state's keys and this run's, in words (None: nothing). States
+    written before the model fingerprint was recorded have no "model" key: not compared."""
+    what = {"settings": "different settings", "data": "different example or regularization clips",
+            "model": "a different base model"}
+    differ = [what[k] for k in keys if (k in saved or k != "model") and saved.get(k) != keys[k]]
+    return " and ".join(differ) or None
+
+
 def build_motion(ts: TrainableSet, unet: torch.nn.Module, model: ZeroScope, token: str, settings: TrainSettings,
                  steps_done: int, latent_shape: tuple[int, ...], extra: dict | None = None) -> Motion:
     """A Motion from the current trainable tensors, with the training metadata."""
@@ -212,6 +226,7 @@ def train_motion(
     work_dir: str | Path | None = None,
     resume: bool = False,
     out_path: str | Path | None = None,
+    snapshots: bool = True,
     negative_prompt: str = DEFAULT_NEGATIVE_PROMPT,
     on_step: OnStep = no_progress,
     check_interrupt: CheckInterrupt = never_interrupt,
@@ -227,9 +242,13 @@ def train_motion(
         regularization: encoded prior clips (real: encode_examples(load_regularization(...));
             generated: generate_regularization), weighted by settings.reg_weight.
         work_dir: folder for checkpoints, validation clips and the loss log (None: none kept).
-        resume: continue from work_dir/state.safetensors when it exists (same settings and data
-            required; `steps` may be raised); otherwise start fresh.
+        resume: continue from work_dir/state.safetensors when it exists (same settings, data and
+            base model required, else InputError; `steps` may be raised); when there is none, start
+            fresh (result.resumed_from == 0). Without resume an existing state is replaced. (The
+            CLI refuses --resume when there is nothing to resume; the ComfyUI node resumes when it can.)
         out_path: also write the final motion file there (atomically).
+        snapshots: at every checkpoint also write work_dir/checkpoints/motion_step_N.safetensors
+            (False: only the resumable state).
         on_step("train", step, steps, None) after every optimiser step (may raise to cancel);
         check_interrupt() before every step; on_log(record) with each step's loss record;
         on_validation(step, clips) with each set of validation clips.
@@ -244,9 +263,9 @@ def train_motion(
     work = Path(work_dir) if work_dir is not None else None
     if work is not None:
         (work / "checkpoints").mkdir(parents=True, exist_ok=True)
-    state_path = work / "state.safetensors" if work is not None else None
+    state_path = train_state_path(work) if work is not None else None
     log_path = work / "loss.jsonl" if work is not None else None
-    keys = {"settings": settings.resume_key(), "data": data_key(examples, regularization)}
+    keys = {"settings": settings.resume_key(), "data": data_key(examples, regularization), "model": model.fingerprint}
     device, unet, scheduler = model.device, model.unet, model.scheduler
     amp = autocast_for(model)
     use_scaler = model.dtype == torch.float16
@@ -294,14 +313,17 @@ def train_motion(
         start = 0
         if resume and state_path is not None and state_path.is_file():
             st = load_train_state(state_path)
-            if st["keys"] != keys:
-                what = "settings" if st["keys"].get("settings") != keys["settings"] else "example or regularization clips"
+            what = _resume_mismatch(st["keys"], keys)
+            if what is not None:
                 raise InputError(
-                    f"Cannot resume from '{state_path}': it was trained with different {what}. Use the same "
-                    f"ones (only --steps may change), or train without resume to start again."
+                    f"Cannot resume from '{state_path}': it was trained with {what}. Use the same "
+                    f"ones (only the number of steps may change), or start again without resume (the old state "
+                    f"is then replaced)."
                 )
             if st["step"] > settings.steps:
-                raise InputError(f"The checkpoint is already at step {st['step']}, past the requested {settings.steps} steps.")
+                raise InputError(f"The checkpoint '{state_path}' is already at step {st['step']}, past the requested "
+                                 f"{settings.steps} steps: ask for at least {st['step']} steps, or start again "
+                                 f"without resume.")
             if list(st["params"]) != list(ts.params):
                 raise InputError(f"Cannot resume from '{state_path}': its trained tensors are not this run's.")
             ts.load_state_tensors(st["params"])
@@ -377,8 +399,9 @@ def train_motion(
                 at_end = done == settings.steps
                 if work is not None and ((settings.checkpoint_every and done % settings.checkpoint_every == 0) or at_end):
                     save_state(done)
-                    snap = build_motion(ts, unet, model, token, settings, done, latent_shape)
-                    save_motion(work / "checkpoints" / f"motion_step_{done:06d}.safetensors", snap)
+                    if snapshots:
+                        snap = build_motion(ts, unet, model, token, settings, done, latent_shape)
+                        save_motion(work / "checkpoints" / f"motion_step_{done:06d}.safetensors", snap)
                 if val_every > 0 and (done % val_every == 0 or at_end):
                     run_validation(done)
         except BaseException:

@@ -22,6 +22,30 @@ from .atomic import atomic_path
 
 FORMAT = "dmt-train-state"
 VERSION = 1
+STATE_FILE = "state.safetensors"  # the resumable state's name inside a training work folder
+
+
+def state_path(work_dir: str | Path) -> Path:
+    """WORK_DIR/state.safetensors: where train_motion keeps the resumable state."""
+    return Path(work_dir) / STATE_FILE
+
+
+def read_train_state_info(path: str | Path) -> dict[str, Any] | None:
+    """The header of a state file without its tensors: dict(step, keys); None when there is no
+    file. Raises InputError for a file that is not a readable training state."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = json.loads((f.metadata() or {})["dmt"])
+        assert header["format"] == FORMAT
+        return {"step": int(header["step"]), "keys": dict(header["keys"])}
+    except (SafetensorError, OSError, ValueError, KeyError, AssertionError, TypeError) as exc:
+        raise InputError(
+            f"The training checkpoint '{path}' cannot be read ({exc}). Delete it to start again, or "
+            f"train without resume."
+        ) from exc
 
 
 def save_train_state(

@@ -36,8 +36,10 @@ from torch.nn.utils import parametrize
 
 from ..errors import InputError
 
-MODES = ("lora", "full")
-DEFAULT_RANK = 32
+from ..settings import TRAIN
+
+MODES: tuple[str, ...] = TRAIN["mode"].choices  # ("lora", "full")
+DEFAULT_RANK: int = TRAIN["rank"].default  # 32
 ADAPTER_NAME = "dmt_motion"
 
 _TEMPORAL = re.compile(r"(^|\.)(temp_convs|temp_attentions)\.\d+$")
@@ -73,11 +75,11 @@ def lora_target_names(unet: torch.nn.Module) -> list[str]:
 
 
 def check_mode(mode: str, rank: int) -> None:
-    """Raise InputError for an unknown mode or a rank < 1 (lora)."""
+    """Raise InputError for an unknown mode or (lora) a rank outside 1..512 (dmt.settings.TRAIN)."""
     if mode not in MODES:
         raise InputError(f"Training mode must be one of {', '.join(MODES)}; got '{mode}'.")
-    if mode == "lora" and (not isinstance(rank, int) or rank < 1):
-        raise InputError(f"LoRA rank must be a positive integer (default {DEFAULT_RANK}); got {rank}.")
+    if mode == "lora":
+        TRAIN["rank"].check(rank)
 
 
 class _AddDelta(torch.nn.Module):

@@ -38,9 +38,10 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..settings import SCORE
 from ..metrics.tracking import Box, Tracks, as_uint8_frames, track_points
 
-DEFAULT_STATIC_THRESHOLD = 1e-3
+DEFAULT_STATIC_THRESHOLD: float = SCORE["static_threshold"].default  # 1e-3
 """Displacements shorter than this (frame units per frame; 0.58 px at 576 wide) are static."""
 
 
@@ -202,6 +203,8 @@ def motion_fidelity(
     Raises:
         InputError (a ValueError): fewer than 2 frames, frame counts differ, bad mask, nothing trackable.
     """
+    SCORE["grid"].check(grid)
+    SCORE["static_threshold"].check(static_threshold)
     videos = {"original": as_uint8_frames(original, "original video"),
               "edited": as_uint8_frames(edited, "edited video")}
     for name, frames in videos.items():

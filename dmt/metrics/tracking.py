@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..settings import SCORE
 
 BACKENDS = ("lk", "cotracker")
 COTRACKER_INSTALL_HINT = (
@@ -159,8 +160,7 @@ def grid_points(grid: int, height: int, width: int, box: Box | None = None) -> n
     Returns:
         (N, 2) float32 (x, y) pixel positions, row-major (top row first); N ≤ grid².
     """
-    if grid < 2:
-        raise InputError(f"grid must be at least 2 points per side, got {grid}.")
+    SCORE["grid"].check(grid)
     xs = (np.arange(grid) + 0.5) * width / grid - 0.5
     ys = (np.arange(grid) + 0.5) * height / grid - 0.5
     pts = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2).astype(np.float32)

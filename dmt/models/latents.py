@@ -13,8 +13,10 @@ from ..errors import InputError, explain_out_of_memory
 from ..io.progress import CheckInterrupt, OnStep, checkpoint, never_interrupt, no_progress
 from ..models.grad_modes import evaluation
 from ..models.zeroscope import ZeroScope
+from ..settings import TRANSFER
 
-DEFAULT_WIDTH, DEFAULT_HEIGHT, DEFAULT_NUM_FRAMES = 576, 320, 24
+DEFAULT_WIDTH, DEFAULT_HEIGHT = TRANSFER["width"].default, TRANSFER["height"].default
+DEFAULT_NUM_FRAMES = 24  # ZeroScope's training length
 
 
 class _UpToNative(int):
@@ -49,10 +51,12 @@ def check_frames(frames: torch.Tensor, what: str = "video", finite: bool = True)
 
 
 def check_size(width: int, height: int) -> None:
-    """Raise InputError unless width and height are positive multiples of 8."""
-    if width <= 0 or height <= 0 or width % 8 or height % 8:
+    """Raise InputError unless width and height are in their range (dmt.settings: multiples of 8,
+    8 to 2048 pixels)."""
+    if TRANSFER["width"].problem(width) or TRANSFER["height"].problem(height):
         raise InputError(
-            f"Size {width}x{height} does not fit: width and height must be positive multiples of 8 "
+            f"Size {width}x{height} does not fit: width and height must be multiples of {TRANSFER['width'].multiple_of} "
+            f"{TRANSFER['width'].range_text()} "
             f"(ZeroScope's native size is {DEFAULT_WIDTH}x{DEFAULT_HEIGHT})."
         )
 

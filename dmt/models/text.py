@@ -9,10 +9,9 @@ import torch
 
 from ..models.grad_modes import evaluation
 from ..models.zeroscope import ZeroScope
-
-#: The authors prepend this to the source and the target prompt (their configs do).
-AUTHORS_PROMPT_PREFIX = "Amazing quality, masterpiece, "
-DEFAULT_NEGATIVE_PROMPT = "bad quality, distortions, unrealistic, distorted image, watermark, signature"
+# The authors prepend AUTHORS_PROMPT_PREFIX to the source and the target prompt (their configs do);
+# both texts are defined with the other settings in dmt.settings.
+from ..settings import AUTHORS_PROMPT_PREFIX, DEFAULT_NEGATIVE_PROMPT  # noqa: F401 (DEFAULT_NEGATIVE_PROMPT: re-exported)
 
 log = logging.getLogger("dmt")
 

@@ -44,14 +44,16 @@ import torch
 
 from ..errors import InputError, InversionMismatchError
 
-DEFAULT_CONTEXT_LENGTH = 24
-DEFAULT_CONTEXT_OVERLAP = 8
-MIN_CONTEXT_LENGTH = 2
+from ..settings import TRANSFER
+
+DEFAULT_CONTEXT_LENGTH: int = TRANSFER["context_length"].default  # 24
+DEFAULT_CONTEXT_OVERLAP: int = TRANSFER["context_overlap"].default  # 8
+MIN_CONTEXT_LENGTH: int = TRANSFER["context_length"].min  # 2
 # ZeroScope has no temporal position embedding, so any length runs, but it was trained on 24-frame
 # clips: windows are accepted up to 64 frames (2.7x the training length); longer windows give up
 # both the training-length quality and the memory bound that windows are for.
-MAX_CONTEXT_LENGTH = 64
-FUSE_MODES = ("pyramid", "flat")
+MAX_CONTEXT_LENGTH: int = TRANSFER["context_length"].max  # 64
+FUSE_MODES: tuple[str, ...] = TRANSFER["context_fuse"].choices
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,12 @@ from ..transfer.schedule import inversion_timesteps, make_schedule, scheduler_ti
 from ..models.text import AUTHORS_PROMPT_PREFIX, encode_prompt, with_prefix
 from ..models.unet import predict_noise
 
-DEFAULT_INVERSION_STEPS = 999
-DEFAULT_SAMPLING_STEPS = 50
+from ..settings import TRANSFER
+
+DEFAULT_INVERSION_STEPS: int = TRANSFER["inversion_steps"].default  # 999
+DEFAULT_SAMPLING_STEPS: int = TRANSFER["steps"].default  # 50
 #: The authors' guidance window (min, max): the first 40 % of the sampling steps are guided.
-DEFAULT_GUIDANCE_WINDOW: tuple[float, float] = (0.6, 1.0)
+DEFAULT_GUIDANCE_WINDOW: tuple[float, float] = TRANSFER["guidance_window"].default
 
 
 @dataclass

@@ -16,7 +16,9 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 
-LOSS_FORMS = ("cosine", "l2")
+from ..settings import TRANSFER
+
+LOSS_FORMS: tuple[str, ...] = TRANSFER["loss"].choices  # ("cosine", "l2")
 
 
 def smm_loss(generated: torch.Tensor, source: torch.Tensor, form: str = "cosine") -> torch.Tensor:

@@ -11,10 +11,11 @@ from einops import rearrange
 
 from ..transfer.ddim import add_noise
 from ..errors import InputError
+from ..settings import TRANSFER
 from ..transfer.inversion import Inversion
 from ..transfer.schedule import alpha_bar, make_schedule
 
-DEFAULT_DOWNSAMPLE_FACTOR = 4
+DEFAULT_DOWNSAMPLE_FACTOR: int = TRANSFER["downsample_factor"].default  # 4
 
 
 def max_downsample_factor(latent_shape: tuple[int, ...]) -> int:

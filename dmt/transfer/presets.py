@@ -112,6 +112,14 @@ def unet_work(
     )
 
 
+def preset_defaults(preset: str | Preset) -> dict:
+    """The transfer options a preset sets, by their names in dmt.settings.TRANSFER (the CLI's
+    defaults and a batch job's; options given explicitly still win)."""
+    p = get_preset(preset)
+    return {"inversion_steps": p.num_inversion_steps, "steps": p.num_steps, "guidance_window": p.guidance_window,
+            "optimization_steps": p.optimization_steps, "no_restart": not p.restart_sampling}
+
+
 def preset_work(preset: str | Preset) -> dict[str, int]:
     """unet_work for a preset."""
     p = get_preset(preset)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import math
-
 import numpy as np
 import torch
 
@@ -14,7 +12,7 @@ from ..transfer.context import ContextOptions, check_same_schedule, fused_predic
 from ..transfer.ddim import ddim_step, renoise
 from ..errors import InputError, InversionMismatchError, explain_out_of_memory
 from ..transfer.features import spatial_marginal_mean, truncated_unet
-from ..transfer.loss import LOSS_FORMS, total_loss
+from ..transfer.loss import total_loss
 from ..models.memory import gradient_checkpointing
 from ..models.zeroscope import ZeroScope, same_model
 from ..io.progress import CheckInterrupt, OnStep, checkpoint, never_interrupt, no_progress
@@ -22,11 +20,12 @@ from ..transfer.schedule import Schedule, previous_timestep
 from ..transfer.targets import Targets
 from ..models.text import AUTHORS_PROMPT_PREFIX, DEFAULT_NEGATIVE_PROMPT, encode_prompt, with_prefix
 from ..models.unet import frozen, predict_noise
+from ..settings import AUTHORS_CONSTANT_LR, TRANSFER
 
 
 @dataclass(frozen=True)
 class GuidanceSettings:
-    """Sampler settings; the defaults are the authors'.
+    """Sampler settings; the defaults are the authors' (defaults and ranges: dmt.settings.TRANSFER).
 
     guidance_scale: classifier-free guidance scale of the denoise steps (10).
     optimization_steps: Adam iterations per guided step (10); 0 disables guidance.
@@ -39,36 +38,28 @@ class GuidanceSettings:
         layer-by-layer one (dmt.models.memory). Off by default.
     """
 
-    guidance_scale: float = 10.0
-    optimization_steps: int = 10
-    lr_range: tuple[float, float] = (0.007, 0.004)
+    guidance_scale: float = TRANSFER["guidance_scale"].default
+    optimization_steps: int = TRANSFER["optimization_steps"].default
+    lr_range: tuple[float, float] = TRANSFER["lr_range"].default
     lr_decay: bool = True
-    lr: float = 0.01
-    restart_sampling: bool = True
-    loss: str = "cosine"
-    gradient_checkpointing: bool = False
+    lr: float = AUTHORS_CONSTANT_LR
+    restart_sampling: bool = not TRANSFER["no_restart"].default
+    loss: str = TRANSFER["loss"].default
+    gradient_checkpointing: bool = TRANSFER["gradient_checkpointing"].default
 
     def validate(self) -> None:
-        """Raise InputError, naming the setting and what to give instead, for unusable values."""
-        if not math.isfinite(float(self.guidance_scale)):
-            raise InputError(f"The guidance scale (cfg) must be a finite number, got {self.guidance_scale}; "
-                             f"the authors use 10.")
-        if self.optimization_steps < 0:
-            raise InputError(f"Optimisation steps must be >= 0 (0 turns motion guidance off), got "
-                             f"{self.optimization_steps}; the authors use 10.")
-        if self.loss not in LOSS_FORMS:
-            raise InputError(f"Loss form must be one of {LOSS_FORMS}, got '{self.loss}'.")
-        rates = {"first learning rate (lr_range[0])": self.lr_range[0],
-                 "last learning rate (lr_range[1])": self.lr_range[1]}
-        if not self.lr_decay:
-            rates = {"constant learning rate (lr)": self.lr}
-        for name, value in rates.items():
-            if not math.isfinite(float(value)) or value < 0:
-                raise InputError(
-                    f"The {name} is {value}: learning rates must be finite numbers >= 0 (0 = the latent is not "
-                    f"moved). The authors use 0.007 for the first guided step and 0.004 for the last "
-                    f"(constant: 0.01); values above about 0.05 tend to break the video."
-                )
+        """Raise InputError, naming the setting, its range and default, for unusable values."""
+        TRANSFER["guidance_scale"].check(self.guidance_scale)
+        TRANSFER["optimization_steps"].check(self.optimization_steps)
+        TRANSFER["loss"].check(self.loss)
+        if self.lr_decay:
+            for i, which in enumerate(("first", "last")):
+                TRANSFER["lr_range"].check(self.lr_range[i], f"The {which} learning rate (lr_range[{i}])", index=i)
+        else:
+            if self.lr is None:
+                raise InputError(f"The constant learning rate (lr) is missing: give {TRANSFER['constant_lr'].requirement()} "
+                                 f"(the authors use {AUTHORS_CONSTANT_LR:g}), or turn lr_decay on.")
+            TRANSFER["constant_lr"].check(self.lr, "The constant learning rate (lr)")
 
     def learning_rates(self, num_guided: int) -> list[float]:
         """lr per guided step: linspace(*lr_range, num_guided) or the constant lr."""

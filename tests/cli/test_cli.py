@@ -78,10 +78,13 @@ def test_bad_inputs_give_messages(tiny_model_dir, video, tmp_path, capsys):
         ([], tmp_path / "missing.mp4", "not found"),
         ([], junk, "Cannot open video"),
         ([], one, "at least 2"),
-        (["--width", "60"], video, "multiples of 8"),
+        (["--width", "60"], video, "--width is 60: it must be a multiple of 8 from 8 to 2048 (default 576)."),
         (["--inversion-steps", "7"], video, "Set the inversion steps to one of"),
-        (["--guidance-window", "0.5", "1.5"], video, "[0, 1]"),
-        (["--optimization-steps", "-1"], video, ">= 0"),
+        (["--guidance-window", "0.5", "1.5"], video, "--guidance-window is (0.5, 1.5): it must be 2 numbers, each from 0 to 1"),
+        (["--optimization-steps", "-1"], video, "--optimization-steps is -1: it must be a whole number from 0 to 1000"),
+        (["--guidance-scale", "-3"], video, "--guidance-scale is -3: it must be a number from 0 to 50 (default 10)."),
+        (["--width", "60", "--fps", "0"], video, "these options are out of range:\n  --width is 60: it must be a "
+         "multiple of 8 from 8 to 2048 (default 576).\n  --fps is 0: it must be a number above 0 and at most 1000"),
         (["--model", str(tmp_path / "no-model")], video, "does not exist"),
         (["--target-prompt", " "], video, "empty"),
     ]

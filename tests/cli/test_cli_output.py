@@ -40,7 +40,7 @@ def test_cli_output_is_h264_at_source_fps(tiny_model_dir, video12, tmp_path):
 
 @pytest.mark.parametrize("extra, out_name, msg", [
     (["--codec", "mpeg4"], "out.webm", "does not go into '.webm'"),
-    (["--fps", "nan"], "out.mp4", "--fps must be a positive number"),
+    (["--fps", "nan"], "out.mp4", "--fps is nan: it must be a number above 0 and at most 1000"),
     (["--num-frames", "9"], "out.mp4", "Frame count 9 is more than the video gives: it has 8 frames"),
 ])
 def test_cli_refuses_before_work(tiny_model_dir, video12, tmp_path, capsys, extra, out_name, msg):

@@ -39,7 +39,8 @@ def quick_settings(**kw) -> TrainSettings:
 
 
 def quick_train(model, examples, **kw):
-    run = {k: kw.pop(k) for k in ("work_dir", "resume", "out_path", "regularization", "check_interrupt", "on_step")
+    run = {k: kw.pop(k) for k in ("work_dir", "resume", "out_path", "regularization", "check_interrupt", "on_step",
+                                  "snapshots")
            if k in kw}
     return train_motion(model, examples, "sks", quick_settings(**kw), **run)
 

@@ -32,7 +32,9 @@ def test_customize_then_generate(tmp_path, tiny_model_dir, examples_dir, capsys)
     motion = load_motion(out)
     assert motion.info["steps"] == 2 and motion.mode == "lora" and motion.rank == 2
     assert (tmp_path / "motion.training" / "loss.png").is_file()
+    capsys.readouterr()
     assert main(args[:-6] + ["--steps", "3", "--resume", *SMALL]) == 0
+    assert "resuming from step 2 of 3" in capsys.readouterr().err
     assert load_motion(out).info["steps"] == 3
     video = tmp_path / "v.mp4"
     assert main(["generate", "--model", tiny_model_dir, "--prompt", "a sks blob", "--motion", f"{out}:0.5",
@@ -41,8 +43,15 @@ def test_customize_then_generate(tmp_path, tiny_model_dir, examples_dir, capsys)
 
 
 @pytest.mark.parametrize("extra, match", [
-    (["--steps", "0"], "steps"), (["--lr", "nan"], "Learning rate"), (["--lr", "-1"], "Learning rate"),
-    (["--height", "60"], "multiples of 8"), (["--frames", "16"], "has 5 frame"), (["--token", "zzz"], "token 'zzz'"),
+    (["--steps", "0"], "--steps is 0: it must be a whole number from 1 to 100000 (default 400)."),
+    (["--lr", "nan"], "--lr is nan: it must be a number above 0 and at most 1 (default 5e-4 for lora, 1e-5 for full)."),
+    (["--lr", "-1"], "--lr is -1: it must be a number above 0"),
+    (["--height", "60"], "--height is 60: it must be a multiple of 8 from 8 to 2048 (default 256)."),
+    (["--rank", "0"], "--rank is 0: it must be a whole number from 1 to 512 (default 32)."),
+    (["--reg-weight", "-1"], "--reg-weight is -1: it must be a number from 0 to 10 (default 1)."),
+    (["--reg-generate", "0"], "--reg-generate is 0: it must be a whole number from 1 to 1000."),
+    (["--threads", "0"], "--threads is 0: it must be a whole number from 1 to 1024."),
+    (["--frames", "16"], "has 5 frame"), (["--token", "zzz"], "token 'zzz'"),
 ])
 def test_customize_bad_input_exits_2(tmp_path, tiny_model_dir, examples_dir, capsys, extra, match):
     args = ["customize", "--examples", str(examples_dir), "--caption", "a sks blob", "--model", tiny_model_dir,
@@ -50,6 +59,36 @@ def test_customize_bad_input_exits_2(tmp_path, tiny_model_dir, examples_dir, cap
     assert main(args) == 2
     assert match in capsys.readouterr().err
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_resume_with_nothing_to_resume_is_refused(tmp_path, tiny_model_dir, examples_dir, capsys):
+    """--resume with no training state in the work folder: exit 2 with what to do, before the model
+    loads; nothing is trained or written."""
+    out = tmp_path / "m.safetensors"
+    args = ["customize", "--examples", str(examples_dir), "--caption", "a sks blob", "--model", tiny_model_dir,
+            "--out", str(out), "--rank", "2", "--steps", "2", "--validation-every", "0", *SMALL]
+    assert main(args + ["--resume"]) == 2
+    err = capsys.readouterr().err
+    work = tmp_path / "m.training"
+    assert (f"error: Nothing to resume in '{work}': no training state (state.safetensors) was found. Run without "
+            f"--resume to start fresh.") in err, err
+    assert "loading" not in err and not out.exists() and not work.exists()
+
+
+def test_fresh_start_over_an_earlier_state_says_so_and_resume_past_steps_is_refused(tmp_path, tiny_model_dir,
+                                                                                    examples_dir, capsys):
+    out = tmp_path / "m.safetensors"
+    args = ["customize", "--examples", str(examples_dir), "--caption", "a sks blob", "--model", tiny_model_dir,
+            "--out", str(out), "--rank", "2", "--validation-every", "0", *SMALL]
+    assert main(args + ["--steps", "2"]) == 0
+    capsys.readouterr()
+    assert main(args + ["--steps", "1", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "is already at step 2, past --steps 1: give --steps 2 or more to continue it." in err, err
+    assert main(args + ["--steps", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "note: starting fresh; this replaces the training state of an earlier run" in err and "(step 2)" in err
+    assert load_motion(out).info["steps"] == 1
 
 
 def test_generate_bad_input_exits_2(tmp_path, tiny_model_dir, capsys):

@@ -93,8 +93,8 @@ def test_schedule_matches_the_authors():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(settings=dmt.GuidanceSettings(optimization_steps=-1)), "must be >= 0"),
-    (dict(settings=dmt.GuidanceSettings(loss="huber")), "Loss form"),
+    (dict(settings=dmt.GuidanceSettings(optimization_steps=-1)), "optimisation steps is -1: it must be a whole number from 0"),
+    (dict(settings=dmt.GuidanceSettings(loss="huber")), "loss form is .huber.: it must be one of cosine, l2"),
     (dict(target_prompt="  "), "target prompt is empty"),
 ])
 def test_sampler_errors(tiny_model, inversion, targets, kwargs, match):

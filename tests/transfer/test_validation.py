@@ -15,10 +15,13 @@ from helpers import STEPS
 
 
 @pytest.mark.parametrize("settings, match", [
-    (dmt.GuidanceSettings(guidance_scale=float("nan")), r"guidance scale \(cfg\) must be a finite number"),
+    (dmt.GuidanceSettings(guidance_scale=float("nan")), r"guidance scale \(cfg\) is nan: it must be a number from 0 to 50"),
+    (dmt.GuidanceSettings(guidance_scale=-3), r"guidance scale \(cfg\) is -3: it must be a number from 0 to 50 \(default 10\)"),
+    (dmt.GuidanceSettings(guidance_scale=51.0), r"guidance scale \(cfg\) is 51: it must be a number from 0 to 50"),
+    (dmt.GuidanceSettings(optimization_steps=1001), r"optimisation steps is 1001: it must be a whole number from 0 to 1000"),
     (dmt.GuidanceSettings(lr_range=(float("nan"), 0.004)), r"first learning rate .* is nan.*0\.007"),
     (dmt.GuidanceSettings(lr_range=(0.007, float("inf"))), r"last learning rate .* is inf"),
-    (dmt.GuidanceSettings(lr_range=(-0.1, 0.004)), r"finite numbers >= 0"),
+    (dmt.GuidanceSettings(lr_range=(-0.1, 0.004)), r"is -0.1: it must be a number from 0 to 1 \(default 0.007\)"),
     (dmt.GuidanceSettings(lr_decay=False, lr=float("nan")), r"constant learning rate \(lr\) is nan"),
 ])
 def test_non_finite_settings_refused(tiny_model, inversion, targets, settings, match):
@@ -72,3 +75,60 @@ def test_long_prompt_reports_tokens(tiny_model, caplog):
     with caplog.at_level(logging.WARNING, logger="dmt"):
         dmt.encode_prompt(tiny_model, long)
     assert f"reads only the first {report.used}" in caplog.text and "dropped" in caplog.text
+
+
+def test_library_defaults_and_ranges_come_from_the_settings_tables():
+    """dmt.settings is the one place of every default and range: the library's own defaults are
+    the tables' (the CLI, the batch job keys and the node widgets read the same tables)."""
+    from dmt.customize import GenerateSettings, TrainSettings
+    from dmt.customize.train import DEFAULT_CHECKPOINT_EVERY
+    from dmt.settings import GENERATE, TRAIN, TRANSFER
+
+    g = dmt.GuidanceSettings()
+    assert (g.guidance_scale, g.optimization_steps, g.lr_range, g.loss, g.restart_sampling) == (
+        TRANSFER["guidance_scale"].default, TRANSFER["optimization_steps"].default, TRANSFER["lr_range"].default,
+        TRANSFER["loss"].default, not TRANSFER["no_restart"].default)
+    assert (dmt.DEFAULT_INVERSION_STEPS, dmt.DEFAULT_SAMPLING_STEPS) == (999, 50) == (
+        TRANSFER["inversion_steps"].default, TRANSFER["steps"].default)
+    t = TrainSettings()
+    for name in ("mode", "rank", "steps", "lr", "timesteps", "reg_weight", "seed", "checkpoint_every",
+                 "validation_every", "validation_steps", "validation_guidance", "gradient_accumulation"):
+        assert getattr(t, name) == TRAIN[name].default, name
+    assert DEFAULT_CHECKPOINT_EVERY == 100
+    s = GenerateSettings()
+    assert (s.num_frames, s.height, s.width, s.steps, s.guidance_scale, s.seed) == tuple(
+        GENERATE[k].default for k in ("frames", "height", "width", "steps", "guidance", "seed"))
+    assert set(dmt.PRESETS) == set(TRANSFER["preset"].choices)
+    with pytest.raises(dmt.InputError, match=r"guidance scale is -1: it must be a number from 0 to 50 \(default 9\)"):
+        GenerateSettings(guidance_scale=-1).validate()
+    with pytest.raises(dmt.InputError, match="multiples of 8 from 8 to 2048"):
+        GenerateSettings(width=4096).validate()
+
+
+def test_setting_checks():
+    from dmt.settings import TRANSFER, Setting
+
+    frames = TRANSFER["num_frames"]
+    assert frames.problem(None) is None and frames.problem(0) is None and frames.problem(4096) is None
+    assert frames.problem(-1) == frames.problem(4097) == "must be 0 (all frames) or a whole number from 1 to 4096"
+    assert frames.problem(2.0) and frames.problem(True)  # whole numbers only, booleans are no numbers
+    window = TRANSFER["guidance_window"]
+    assert window.problem((0.6, 1.0)) is None and window.problem([0.5]) and window.problem((0.5, float("nan")))
+    fps = Setting("fps", float, None, "", min=0, above_min=True, max=10, optional=True)
+    assert fps.problem(0) and fps.problem(0.01) is None and fps.problem(float("inf"))
+    with pytest.raises(dmt.InputError) as err:
+        TRANSFER["loss"].check("l3", "'loss' in 'SMM-Guided Sampler (DMT)'")
+    assert str(err.value) == "'loss' in 'SMM-Guided Sampler (DMT)' is 'l3': it must be one of cosine, l2 (default 'cosine')."
+
+
+def test_score_settings_come_from_the_table(tmp_path, capsys):
+    from dmt.cli import main
+    from dmt.metrics.motion_fidelity import DEFAULT_STATIC_THRESHOLD
+    from dmt.settings import SCORE
+
+    frames = torch.zeros(2, 16, 16, 3)
+    with pytest.raises(dmt.InputError, match=r"tracking grid is 1: it must be a whole number from 2 to 200 \(default 55\)"):
+        dmt.motion_fidelity(frames, frames, grid=1)
+    assert DEFAULT_STATIC_THRESHOLD == SCORE["static_threshold"].default
+    assert main(["score", str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4"), "--grid", "500"]) == 2
+    assert "--grid is 500: it must be a whole number from 2 to 200 (default 55)." in capsys.readouterr().err
