@@ -6,9 +6,10 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from .. import dmt
-from ..dmt.transfer.context import (DEFAULT_CONTEXT_LENGTH, DEFAULT_CONTEXT_OVERLAP, FUSE_MODES, MAX_CONTEXT_LENGTH,
-                                    MIN_CONTEXT_LENGTH)
+from ..dmt.settings import TRANSFER as S
+from ..dmt.transfer.context import FUSE_MODES, MAX_CONTEXT_LENGTH, MIN_CONTEXT_LENGTH
 from .comfy_glue import CATEGORY
+from .validation import widget_range
 
 # Carries a dmt.ContextOptions (frozen dataclass: hashable, part of ComfyUI's cache key).
 DMTContext = io.Custom("DMT_CONTEXT")
@@ -35,14 +36,14 @@ class DMTContextOptions(io.ComfyNode):
                 "to 'Extract SMM Targets' and the sampler)."
             ),
             inputs=[
-                io.Int.Input("context_length", default=DEFAULT_CONTEXT_LENGTH, min=MIN_CONTEXT_LENGTH,
-                             max=MAX_CONTEXT_LENGTH,
+                # no "0 = off" here: leaving the context input unconnected is off
+                io.Int.Input("context_length", **widget_range(S["context_length"], with_special=False),
                              tooltip=(f"Frames per window ({MIN_CONTEXT_LENGTH}-{MAX_CONTEXT_LENGTH}). ZeroScope was "
                                       "trained on 24-frame clips: 24 is the natural choice. Memory grows with it.")),
-                io.Int.Input("context_overlap", default=DEFAULT_CONTEXT_OVERLAP, min=0, max=MAX_CONTEXT_LENGTH - 1,
+                io.Int.Input("context_overlap", **widget_range(S["context_overlap"]),
                              tooltip=("Frames shared by neighbouring windows (must be less than context_length). "
                                       "More overlap = smoother seams, more windows, slower.")),
-                io.Combo.Input("fuse", options=list(FUSE_MODES), default="pyramid",
+                io.Combo.Input("fuse", options=list(FUSE_MODES), default=S["context_fuse"].default,
                                tooltip=("How overlapping windows are blended: 'pyramid' weights fall off toward a "
                                         "window's edges (default); 'flat' averages them equally.")),
             ],

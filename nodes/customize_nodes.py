@@ -15,15 +15,18 @@ from comfy_api.latest import io
 
 from .. import dmt
 from ..dmt import customize
+from ..dmt.settings import GENERATE, TRAIN
 
 from . import model_management
 from .comfy_glue import CATEGORY, DMTModel, Progress, check_interrupt, check_relative_name, run_scope
 from .motion_patch import motions_of, with_motion
+from .validation import widget_range
 
 log = logging.getLogger("dmt")
 
-SEED_MAX = 0xFFFFFFFFFFFFFFFF
+SEED_MAX = TRAIN["seed"].max  # 0xFFFFFFFFFFFFFFFF
 MOTION_FOLDER = "dmt_motions"
+TRAINING_FOLDER = "dmt_training"  # resumable training states, under ComfyUI's output folder
 MOTION_SUFFIX = ".safetensors"
 
 MotionExamplesType = io.Custom("DMT_MOTION_EXAMPLES")
@@ -117,11 +120,11 @@ class DMTMotionExamples(io.ComfyNode):
                 io.String.Input("token", default=customize.DEFAULT_TOKEN,
                                 tooltip=("The rare word that names the new motion (default 'sks'); it must appear in the "
                                          "caption. Empty: a regularization clip (related motion, no token needed).")),
-                io.Int.Input("frame_count", default=16, min=2, max=256,
+                io.Int.Input("frame_count", **widget_range(TRAIN["frames"]),
                              tooltip="Training frames per clip (default 16); the clip must have at least this many."),
-                io.Int.Input("width", default=256, min=64, max=2048, step=8, tooltip="Training width (multiple of 8; default 256)."),
-                io.Int.Input("height", default=256, min=64, max=2048, step=8, tooltip="Training height (multiple of 8; default 256)."),
-                io.Int.Input("frame_stride", default=1, min=1, max=100, tooltip="Use every n-th frame of the clip."),
+                io.Int.Input("width", **widget_range(TRAIN["width"]), tooltip="Training width (multiple of 8; default 256)."),
+                io.Int.Input("height", **widget_range(TRAIN["height"]), tooltip="Training height (multiple of 8; default 256)."),
+                io.Int.Input("frame_stride", **widget_range(TRAIN["stride"]), tooltip="Use every n-th frame of the clip."),
                 MotionExamplesType.Input("examples", optional=True,
                                         tooltip="Clips collected so far (from another Motion Examples node); this clip is added to them."),
             ],
@@ -166,29 +169,43 @@ class DMTTrainMotion(io.ComfyNode):
             inputs=[
                 DMTModel.Input("model", tooltip="ZeroScope from 'Load ZeroScope (DMT)' (left exactly as loaded)."),
                 MotionExamplesType.Input("examples", tooltip="Example clips from 'Motion Examples (DMT)' (every caption names the token)."),
-                io.Combo.Input("mode", options=list(customize.MODES), default="lora",
+                io.Combo.Input("mode", options=list(customize.MODES), default=TRAIN["mode"].default,
                                tooltip="'lora' (default: small file, less memory) or 'full' (the paper's: the same weights tuned directly)."),
-                io.Int.Input("rank", default=32, min=1, max=512, tooltip="LoRA rank (default 32; ignored in full mode)."),
-                io.Int.Input("steps", default=400, min=1, max=100000, tooltip="Training steps (default 400)."),
-                io.Float.Input("learning_rate", default=0.0, min=0.0, max=1.0, step=0.00001, round=False,
+                io.Int.Input("rank", **widget_range(TRAIN["rank"]), tooltip="LoRA rank (default 32; ignored in full mode)."),
+                io.Int.Input("steps", **widget_range(TRAIN["steps"]),
+                             tooltip=("Training steps (default 400). With 'resume', raising it continues a finished "
+                                      "or stopped run of the same settings and clips.")),
+                # 0 stands for the library's "not given" (the mode's default rate)
+                io.Float.Input("learning_rate", **widget_range(TRAIN["lr"], default=0.0), step=0.00001, round=False,
                                tooltip="AdamW learning rate; 0 = the default of the mode (5e-4 for lora, 1e-5 for full)."),
-                io.Combo.Input("timesteps", options=list(customize.TIMESTEP_MODES), default="coarse",
+                io.Combo.Input("timesteps", options=list(customize.TIMESTEP_MODES), default=TRAIN["timesteps"].default,
                                tooltip="Timestep sampling: 'coarse' (default) favours the noisy steps where motion forms; 'uniform' samples all equally."),
-                io.Float.Input("reg_weight", default=1.0, min=0.0, max=10.0, step=0.1,
+                io.Float.Input("reg_weight", **widget_range(TRAIN["reg_weight"]), step=0.1,
                                tooltip="Weight λ of the regularization clips' loss (used only when regularization is connected)."),
-                io.Int.Input("seed", default=0, min=0, max=SEED_MAX, control_after_generate=True,
+                io.Int.Input("seed", **widget_range(TRAIN["seed"]), control_after_generate=True,
                              tooltip="Seed of the data order, timesteps, noise and LoRA initialisation."),
                 io.String.Input("validation_prompt", multiline=True, default="",
                                 tooltip="Prompt of the validation clip made with the motion after training (empty = the first example caption)."),
-                io.Int.Input("validation_steps", default=25, min=0, max=1000,
+                # 0 = no validation clip (the node's own switch; the library's range starts at 1)
+                io.Int.Input("validation_steps", **widget_range(TRAIN["validation_steps"], min=0),
                              tooltip="Sampling steps of the validation clip (0 = no validation clip; a black frame is output)."),
-                io.Float.Input("validation_guidance", default=9.0, min=0.0, max=50.0, step=0.5,
+                io.Float.Input("validation_guidance", **widget_range(TRAIN["validation_guidance"]), step=0.5,
                                tooltip="Classifier-free guidance of the validation clip."),
                 io.Boolean.Input("gradient_checkpointing", default=False,
                                  tooltip="Recompute layer activations in the backward pass: less GPU memory, slower."),
                 MotionExamplesType.Input("regularization", optional=True,
                                         tooltip=("Optional regularization clips of related motions with their own captions "
                                                  "(Motion Examples with an empty token): keeps the model from forgetting them.")),
+                io.Int.Input("checkpoint_every", **widget_range(TRAIN["checkpoint_every"]), optional=True,
+                             tooltip=(f"Save the resumable training state every N steps (default "
+                                      f"{TRAIN['checkpoint_every'].default}; 0 = only at the end and on Cancel) in "
+                                      f"ComfyUI/output/{TRAINING_FOLDER}/<run>/, where <run> is named from the model, "
+                                      "clips, captions, token and settings. Cancel also saves it; a crash loses at "
+                                      "most N steps.")),
+                io.Boolean.Input("resume", default=True, optional=True,
+                                 tooltip=("Continue a stopped (Cancel, crash, restart) or finished run of the same model, "
+                                          "clips, token and settings from its saved state instead of starting over; "
+                                          "'steps' may be raised. Off: start fresh (replaces that run's state).")),
             ],
             outputs=[
                 MotionType.Output("motion", display_name="motion", tooltip="The trained motion; connect to 'Save Motion' or 'Apply Motion'."),
@@ -202,32 +219,38 @@ class DMTTrainMotion(io.ComfyNode):
     def execute(cls, model, examples: MotionExamples, mode: str, rank: int, steps: int, learning_rate: float,
                 timesteps: str, reg_weight: float, seed: int, validation_prompt: str, validation_steps: int,
                 validation_guidance: float, gradient_checkpointing: bool,
-                regularization: MotionExamples | None = None) -> io.NodeOutput:
+                regularization: MotionExamples | None = None,
+                checkpoint_every: int = TRAIN["checkpoint_every"].default, resume: bool = True) -> io.NodeOutput:
         if not examples.items:
             raise dmt.InputError("No example clips: connect 'Motion Examples (DMT)'.")
         if examples.token is None:
             raise dmt.InputError("The examples have no motion token: give the token (e.g. 'sks') on 'Motion Examples (DMT)'.")
         settings = customize.TrainSettings(
             mode=mode, rank=rank, steps=steps, lr=learning_rate or None, timesteps=timesteps, reg_weight=reg_weight,
-            seed=seed, checkpoint_every=0, validation_every=0, gradient_checkpointing=gradient_checkpointing)
+            seed=seed, checkpoint_every=checkpoint_every, validation_every=0, gradient_checkpointing=gradient_checkpointing)
         settings.validate()
         frames, height, width = examples.items[0].frames.shape[:3]
         gen = customize.GenerateSettings(int(frames), int(height), int(width), max(validation_steps, 1),
                                          validation_guidance, seed)
         if validation_steps:
             gen.validate()
-        cache = Path(folder_paths.get_temp_directory()) / "dmt_encode_cache"
+        reg_items = list(regularization.items) if regularization is not None else []
+        work = training_folder(model, examples, reg_items, settings)
+        note = describe_start(work, resume, steps)
+        log.info("DMT: Train Motion: %s", note)
         progress = Progress(steps, previews=True)
         # Loaded through ComfyUI's model management; in low-VRAM mode the VAE still comes to the
         # device for this node (it encodes the clips and decodes the validation clip).
         with run_scope(model) as low_memory, model_management.vae_on_device(model, low_memory):
-            encoded = customize.encode_examples(model, list(examples.items), cache, on_step=progress,
+            # the run's own encode cache: a resume trains on exactly the latents it started with
+            encoded = customize.encode_examples(model, list(examples.items), work / "cache", on_step=progress,
                                                 check_interrupt=check_interrupt)
             reg = []
-            if regularization is not None and regularization.items:
-                reg = customize.encode_examples(model, list(regularization.items), cache, on_step=progress,
+            if reg_items:
+                reg = customize.encode_examples(model, reg_items, work / "cache", on_step=progress,
                                                 check_interrupt=check_interrupt)
             result = customize.train_motion(model, encoded, examples.token, settings, regularization=reg,
+                                            work_dir=work, resume=resume, snapshots=False,
                                             on_step=progress, check_interrupt=check_interrupt)
             if validation_steps:
                 prompt = validation_prompt.strip() or encoded[0].caption
@@ -235,8 +258,43 @@ class DMTTrainMotion(io.ComfyNode):
                                                 on_step=progress, check_interrupt=check_interrupt).frames
             else:
                 clip = torch.zeros(1, int(height), int(width), 3)
+        done = (f"continued from step {result.resumed_from} to {steps}" if result.resumed_from
+                else f"trained {steps} steps from the start")
+        summary = f"{done}; training state in {work}"
+        log.info("DMT: Train Motion: %s", summary)
         curve = torch.from_numpy(result.loss_curve).float().div(255).unsqueeze(0)
-        return io.NodeOutput(result.motion, curve, clip.detach().float().cpu())
+        return io.NodeOutput(result.motion, curve, clip.detach().float().cpu(), ui={"text": [note, summary]})
+
+
+def training_folder(model, examples: MotionExamples, regularization: list, settings) -> Path:
+    """ComfyUI/output/dmt_training/<token>-<mode>-<key>: the work folder (resumable state, encode
+    cache, loss log) of this run, named by dmt.customize.train.training_key (model, clips,
+    captions, token, settings; not the step count), so a run finds its own state again and a
+    different configuration never reuses it."""
+    from ..dmt.customize.train import training_key
+
+    key = training_key(model, list(examples.items), regularization, examples.token, settings)
+    return Path(folder_paths.get_output_directory()) / TRAINING_FOLDER / f"{examples.token}-{settings.mode}-{key[:16]}"
+
+
+def describe_start(work: Path, resume: bool, steps: int) -> str:
+    """What Train Motion is about to do with the state in `work`, in one line (log and node text)."""
+    from ..dmt.customize.train_state import read_train_state_info, state_path
+
+    info = read_train_state_info(state_path(work))
+    if info is None:
+        return f"no saved state for these settings and clips: training from step 0 of {steps}"
+    if not resume:
+        return f"'resume' is off: starting from step 0 of {steps} (replaces the saved state at step {info['step']})"
+    if info["step"] > steps:
+        raise dmt.InputError(
+            f"The saved training state of this run is at step {info['step']}, past 'steps' {steps} in 'Train Motion "
+            f"(DMT)': set 'steps' to {info['step']} or more to continue it, or turn 'resume' off to start again "
+            f"(it is in {work})."
+        )
+    if info["step"] == steps:
+        return f"this run already finished {steps} steps: using its saved state (no training)"
+    return f"resuming from the saved state at step {info['step']} of {steps}"
 
 
 class DMTSaveMotion(io.ComfyNode):
@@ -350,13 +408,14 @@ class DMTTextToVideo(io.ComfyNode):
                                 tooltip="What the video shows; name a motion by its token."),
                 io.String.Input("negative_prompt", multiline=True, default=dmt.DEFAULT_NEGATIVE_PROMPT,
                                 tooltip="What to avoid (the unconditional prompt of classifier-free guidance)."),
-                io.Int.Input("frame_count", default=16, min=2, max=256, tooltip="Frames to generate (default 16, as the motion was trained)."),
-                io.Int.Input("width", default=256, min=64, max=2048, step=8, tooltip="Width (multiple of 8; default 256)."),
-                io.Int.Input("height", default=256, min=64, max=2048, step=8, tooltip="Height (multiple of 8; default 256)."),
-                io.Int.Input("steps", default=40, min=1, max=1000, tooltip="DDIM sampling steps (default 40)."),
-                io.Float.Input("guidance", default=9.0, min=0.0, max=50.0, step=0.5,
+                io.Int.Input("frame_count", **widget_range(GENERATE["frames"]),
+                             tooltip="Frames to generate (default 16, as the motion was trained)."),
+                io.Int.Input("width", **widget_range(GENERATE["width"]), tooltip="Width (multiple of 8; default 256)."),
+                io.Int.Input("height", **widget_range(GENERATE["height"]), tooltip="Height (multiple of 8; default 256)."),
+                io.Int.Input("steps", **widget_range(GENERATE["steps"]), tooltip="DDIM sampling steps (default 40)."),
+                io.Float.Input("guidance", **widget_range(GENERATE["guidance"]), step=0.5,
                                tooltip="Classifier-free guidance scale (default 9; 1 = none)."),
-                io.Int.Input("seed", default=0, min=0, max=SEED_MAX, control_after_generate=True,
+                io.Int.Input("seed", **widget_range(GENERATE["seed"]), control_after_generate=True,
                              tooltip="Seed of the initial noise (the same seed gives the same video on any device)."),
             ],
             outputs=[io.Image.Output("images", display_name="images",

@@ -11,19 +11,21 @@ from comfy_api.latest import io
 
 from .. import dmt
 from ..dmt.transfer.inversion import DEFAULT_GUIDANCE_WINDOW
-from ..dmt.models.latents import num_chunks
+from ..dmt.models.latents import DEFAULT_NUM_FRAMES, num_chunks
 from ..dmt.models.text import with_prefix
 from ..dmt.transfer.loss import LOSS_FORMS
+from ..dmt.settings import TRANSFER as S
 from ..dmt.transfer.schedule import check_inversion_covers
 
 from . import model_management, validation
+from .validation import widget_range
 from .comfy_glue import (CATEGORY, DEFAULT_FOLDER, DOWNLOAD_ENTRY, DMTInversion, DMTModel, DMTTargets, Progress,
                          check_folder_name, check_interrupt, default_download_folder, find_model_folder, list_model_folders,
                          node_title, run_scope)
 from .context_nodes import CONTEXT_TIP, DMTContext
 from .motion_patch import applied_motions
 
-SEED_MAX = 0xFFFFFFFFFFFFFFFF
+SEED_MAX = S["seed"].max  # 0xFFFFFFFFFFFFFFFF
 PROMPT_TIP = "The authors' prefix 'Amazing quality, masterpiece, ' is added in front automatically."
 
 
@@ -125,24 +127,24 @@ class DMTInvertVideo(io.ComfyNode):
                     tooltip="Describes the INPUT video (e.g. 'a dog jumping on the grass'). " + PROMPT_TIP,
                 ),
                 io.Int.Input(
-                    "inversion_steps", default=dmt.DEFAULT_INVERSION_STEPS, min=1, max=999,
+                    "inversion_steps", **widget_range(S["inversion_steps"]),
                     tooltip=("DDIM inversion steps (authors: 999). Fewer is faster; the number must visit every "
                              "guided timestep (for 50 sampling steps: 50, 100, 200, 250, 500 or 999)."),
                 ),
-                io.Int.Input("width", default=576, min=64, max=2048, step=8,
+                io.Int.Input("width", **widget_range(S["width"]),
                              tooltip="Width the frames are resized to (multiple of 8; ZeroScope's native width is 576)."),
-                io.Int.Input("height", default=320, min=64, max=2048, step=8,
+                io.Int.Input("height", **widget_range(S["height"]),
                              tooltip="Height the frames are resized to (multiple of 8; native 320)."),
-                io.Int.Input("frame_count", default=24, min=0, max=4096,
+                io.Int.Input("frame_count", **widget_range(S["num_frames"], default=DEFAULT_NUM_FRAMES),
                              tooltip=("How many frames to use (ZeroScope's native length is 24; 0 = all). More frames need "
                                       "more memory. A count above what the video gives (after start_frame and "
                                       "frame_stride) is refused.")),
-                io.Int.Input("start_frame", default=0, min=0, max=100000,
+                io.Int.Input("start_frame", **widget_range(S["start"]),
                              tooltip="Index of the first input frame to use."),
-                io.Int.Input("frame_stride", default=1, min=1, max=100,
+                io.Int.Input("frame_stride", **widget_range(S["stride"]),
                              tooltip="Use every n-th frame (2 = every second frame, faster motion)."),
                 io.Int.Input(
-                    "sampling_steps", default=dmt.DEFAULT_SAMPLING_STEPS, min=1, max=1000,
+                    "sampling_steps", **widget_range(S["steps"]),
                     tooltip=("The sampling steps the inverted latents are kept for; use the same value as "
                              "'Extract SMM Targets' (authors: 50)."),
                 ),
@@ -188,13 +190,13 @@ class DMTExtractTargets(io.ComfyNode):
             inputs=[
                 DMTModel.Input("model", tooltip="The same ZeroScope that inverted the video."),
                 DMTInversion.Input("inversion", tooltip="From 'DDIM Invert Video (DMT)'."),
-                io.Float.Input("guidance_min", default=0.6, min=0.0, max=1.0, step=0.05,
+                io.Float.Input("guidance_min", **widget_range(S["guidance_window"], index=0), step=0.05,
                                tooltip=("Guidance stops at this fraction of the schedule: 0.6 guides the first 40% "
                                         "of the steps (authors). Lower = stronger motion lock, slower.")),
-                io.Float.Input("guidance_max", default=1.0, min=0.0, max=1.0, step=0.05,
+                io.Float.Input("guidance_max", **widget_range(S["guidance_window"], index=1), step=0.05,
                                tooltip=("Where sampling starts (1.0 = from pure noise, authors). Below 1 the first "
                                         "steps are skipped, like img2img strength.")),
-                io.Int.Input("sampling_steps", default=dmt.DEFAULT_SAMPLING_STEPS, min=1, max=1000,
+                io.Int.Input("sampling_steps", **widget_range(S["steps"]),
                              tooltip="DDIM sampling steps of the sampler (authors: 50). Must match the inversion's sampling steps."),
                 DMTContext.Input("context", optional=True, tooltip=CONTEXT_TIP),
             ],
@@ -205,8 +207,12 @@ class DMTExtractTargets(io.ComfyNode):
     def execute(cls, model, inversion, guidance_min: float, guidance_max: float, sampling_steps: int,
                 context=None) -> io.NodeOutput:
         title = node_title(cls)
+        window = S["guidance_window"].default
         validation.check_finite(title, {"guidance_min": guidance_min, "guidance_max": guidance_max},
-                                {"guidance_min": 0.6, "guidance_max": 1.0})
+                                {"guidance_min": window[0], "guidance_max": window[1]})
+        for i, (widget, value) in enumerate((("guidance_min", guidance_min), ("guidance_max", guidance_max))):
+            validation.check_setting(title, widget, S["guidance_window"], value, index=i)
+        validation.check_setting(title, "sampling_steps", S["steps"], sampling_steps)
         validation.check_sampling_steps(title, node_title(DMTInvertVideo), inversion, sampling_steps)
         given = {} if context is None else {"context": context}  # unconnected: follow the inversion
         with run_scope(model, ("unet", "text_encoder")), applied_motions(model):
@@ -230,9 +236,9 @@ class DMTLowFrequencyInit(io.ComfyNode):
             inputs=[
                 DMTInversion.Input("inversion", tooltip="From 'DDIM Invert Video (DMT)'."),
                 DMTTargets.Input("targets", tooltip="From 'Extract SMM Targets (DMT)': sets the timestep sampling starts at."),
-                io.Int.Input("seed", default=0, min=0, max=SEED_MAX, control_after_generate=True,
+                io.Int.Input("seed", **widget_range(S["seed"]), control_after_generate=True,
                              tooltip="Seed of the fresh high-frequency noise; change it for a different variation."),
-                io.Int.Input("downsample_factor", default=4, min=1, max=64,
+                io.Int.Input("downsample_factor", **widget_range(S["downsample_factor"]),
                              tooltip=("How coarse the kept layout is (authors: 4). Higher keeps less of the input's "
                                       "layout; 1 keeps the inverted noise unchanged. Valid: 1 to min(width, height) / 8 "
                                       "of the inverted video (40 at 576x320, 8 at 64x64): the downsampled latent must "
@@ -271,24 +277,24 @@ class DMTGuidedSampler(io.ComfyNode):
                 io.Latent.Input("latent", tooltip="From 'Low-Frequency Noise Init (DMT)'."),
                 io.String.Input("target_prompt", multiline=True, default="",
                                 tooltip="What the NEW video shows (e.g. 'a dolphin jumping in the ocean'). " + PROMPT_TIP),
-                io.String.Input("negative_prompt", multiline=True, default=dmt.DEFAULT_NEGATIVE_PROMPT,
+                io.String.Input("negative_prompt", multiline=True, default=S["negative_prompt"].default,
                                 tooltip="What to avoid (the unconditional prompt of classifier-free guidance)."),
-                io.Float.Input("cfg", default=10.0, min=0.0, max=50.0, step=0.5,
+                io.Float.Input("cfg", **widget_range(S["guidance_scale"]), step=0.5,
                                tooltip="Classifier-free guidance scale (authors: 10). Higher follows the prompt more closely."),
-                io.Int.Input("optimization_steps", default=10, min=0, max=1000,
+                io.Int.Input("optimization_steps", **widget_range(S["optimization_steps"]),
                              tooltip=("Adam iterations per guided step (authors: 10). More = motion follows the input "
                                       "more closely, slower; 0 = no motion guidance.")),
-                io.Float.Input("lr_start", default=0.007, min=0.0, max=1.0, step=0.0005, round=0.0001,
+                io.Float.Input("lr_start", **widget_range(S["lr_range"], index=0), step=0.0005, round=0.0001,
                                tooltip="Learning rate of the first guided step (authors: 0.007)."),
-                io.Float.Input("lr_end", default=0.004, min=0.0, max=1.0, step=0.0005, round=0.0001,
+                io.Float.Input("lr_end", **widget_range(S["lr_range"], index=1), step=0.0005, round=0.0001,
                                tooltip="Learning rate of the last guided step (authors: 0.004); linear in between."),
-                io.Boolean.Input("restart_sampling", default=True,
+                io.Boolean.Input("restart_sampling", default=not S["no_restart"].default,
                                  tooltip="Re-noise and denoise every step a second time (authors: on). Off is about 2x faster."),
-                io.Combo.Input("loss", options=list(LOSS_FORMS), default="cosine",
+                io.Combo.Input("loss", options=list(LOSS_FORMS), default=S["loss"].default,
                                tooltip="Motion loss: 'cosine' (authors' code, default) or 'l2' (the paper's printed form)."),
-                io.Int.Input("seed", default=0, min=0, max=SEED_MAX, control_after_generate=True,
+                io.Int.Input("seed", **widget_range(S["seed"]), control_after_generate=True,
                              tooltip="Seed of the restart-sampling noise."),
-                io.Boolean.Input("gradient_checkpointing", default=False, optional=True,
+                io.Boolean.Input("gradient_checkpointing", default=S["gradient_checkpointing"].default, optional=True,
                                  tooltip=("Low-memory guided steps: recompute the UNet's activations in the backward "
                                           "pass instead of keeping them. Same result, less GPU memory, slower.")),
                 DMTContext.Input("context", optional=True, tooltip=CONTEXT_TIP),
@@ -305,12 +311,13 @@ class DMTGuidedSampler(io.ComfyNode):
                 seed: int, gradient_checkpointing: bool = False, context=None) -> io.NodeOutput:
         targets = _require_targets(targets)
         title = node_title(cls)
+        lrs = S["lr_range"].default
         validation.check_finite(title, {"cfg": cfg, "lr_start": lr_start, "lr_end": lr_end},
-                                {"cfg": 10.0, "lr_start": 0.007, "lr_end": 0.004})
-        for name, value, default in (("lr_start", lr_start, 0.007), ("lr_end", lr_end, 0.004)):
-            if value < 0:
-                raise dmt.InputError(f"'{name}' in '{title}' is {value}: learning rates must be >= 0 "
-                                     f"(0 = no motion guidance in that step; default {default}).")
+                                {"cfg": S["guidance_scale"].default, "lr_start": lrs[0], "lr_end": lrs[1]})
+        validation.check_setting(title, "cfg", S["guidance_scale"], cfg)
+        validation.check_setting(title, "optimization_steps", S["optimization_steps"], optimization_steps)
+        for i, (widget, value) in enumerate((("lr_start", lr_start), ("lr_end", lr_end))):
+            validation.check_setting(title, widget, S["lr_range"], value, index=i)
         validation.check_latent_fits(title, node_title(DMTLowFrequencyInit), node_title(DMTInvertVideo),
                                      latent["samples"] if isinstance(latent, dict) else latent, targets)
         notes = validation.prompt_notes(title, model, {"target_prompt": target_prompt, "negative_prompt": negative_prompt},

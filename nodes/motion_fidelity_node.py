@@ -8,6 +8,8 @@ import torch
 from comfy_api.latest import io, ui
 
 from ..dmt.metrics.motion_fidelity import draw_comparison, motion_fidelity
+from ..dmt.settings import SCORE
+from .validation import widget_range
 
 log = logging.getLogger("dmt")
 
@@ -38,7 +40,7 @@ class DMTMotionFidelity(io.ComfyNode):
                             "Must have as many frames as the original.",
                 ),
                 io.Int.Input(
-                    "grid", default=55, min=4, max=200, step=1,
+                    "grid", **widget_range(SCORE["grid"]), step=1,
                     tooltip="Points per side of the tracking grid (grid x grid points). The authors use 55; "
                             "smaller is faster, larger is finer.",
                 ),

@@ -1,6 +1,8 @@
 """Checks at the node boundary, before any heavy work, with messages in the user's terms: which
 widget of which node to change, and to what. The library checks the same things in its own terms
-(dmt.InputError); these name the widgets. No maths here beyond counting."""
+(dmt.InputError); these name the widgets. Widget ranges and defaults come from the library's
+setting tables (dmt.settings), so a node never has a range of its own. No maths here beyond
+counting."""
 
 from __future__ import annotations
 
@@ -11,9 +13,32 @@ import torch
 
 from .. import dmt
 from ..dmt.models.text import AUTHORS_PROMPT_PREFIX, count_prompt_tokens, with_prefix
+from ..dmt.settings import Setting
 from ..dmt.transfer.noise_init import DEFAULT_DOWNSAMPLE_FACTOR, max_downsample_factor
 
 log = logging.getLogger("dmt")
+
+
+def widget_range(setting: Setting, index: int | None = None, with_special: bool = True, **override) -> dict:
+    """default/min/max (and step 8 for sizes) of a number widget, from the library's `setting`.
+    index: one half of a pair setting. with_special: the widget also offers the setting's special
+    values (0 = all frames). `override`: widget keywords that the node sets itself (a default
+    where the library's is "not given", for example)."""
+    default = setting.default if index is None else setting.default[index]
+    low = setting.min
+    if with_special and setting.special:
+        low = min([low, *(v for v, _ in setting.special)])
+    out = {"default": default, "min": low, "max": setting.max}
+    if setting.multiple_of:
+        out["step"] = setting.multiple_of
+    out.update(override)
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def check_setting(node: str, widget: str, setting: Setting, value, index: int | None = None) -> None:
+    """Refuse a widget value outside the library's range for `setting` (ComfyUI checks a widget's
+    min/max when a prompt is queued, but not the value of a converted, linked input)."""
+    setting.check(value, f"'{widget}' in '{node}'", index=index)
 
 
 def check_finite(node: str, values: dict[str, float], defaults: dict[str, float] | None = None) -> None:
