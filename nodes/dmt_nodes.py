@@ -16,6 +16,7 @@ from ..dmt.models.text import with_prefix
 from ..dmt.transfer.loss import LOSS_FORMS
 from ..dmt.settings import TRANSFER as S
 from ..dmt.transfer.schedule import check_inversion_covers
+from ..dmt.toyworld.card import BUNDLED_MODEL, TOY_ENTRY
 
 from . import model_management, validation
 from .validation import widget_range
@@ -50,7 +51,7 @@ class DMTLoadZeroScope(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         folders = list_model_folders()
-        options = folders + [DOWNLOAD_ENTRY]
+        options = folders + [DOWNLOAD_ENTRY, TOY_ENTRY]
         return io.Schema(
             node_id="DMTLoadZeroScope",
             display_name="Load ZeroScope (DMT)",
@@ -59,7 +60,9 @@ class DMTLoadZeroScope(io.ComfyNode):
                 "Loads the ZeroScope v2 text-to-video model that motion transfer runs on, from a "
                 "diffusers folder in ComfyUI/models/diffusers/. Pick the 'download' entry to fetch "
                 f"{dmt.DEFAULT_MODEL} (about 3 GB) into models/diffusers/{DEFAULT_FOLDER} the first "
-                "time; later runs load it from there. ZeroScope's weights are licensed CC BY-NC 4.0."
+                "time; later runs load it from there. ZeroScope's weights are licensed CC BY-NC 4.0. The "
+                "'dmt-toyworld' entry is the pack's own tiny toy model (64x64, coloured shapes; bundled, offline): "
+                "the 'dmt_toyworld_demo' workflow shows the method working with it on a CPU."
             ),
             inputs=[
                 io.Combo.Input(
@@ -68,7 +71,8 @@ class DMTLoadZeroScope(io.ComfyNode):
                     tooltip=(
                         "A ZeroScope diffusers folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/) "
                         f"under models/diffusers/, or the download entry, which fills models/diffusers/"
-                        f"{DEFAULT_FOLDER} from the Hugging Face hub when it is missing or incomplete."
+                        f"{DEFAULT_FOLDER} from the Hugging Face hub when it is missing or incomplete, or the "
+                        "bundled toy-world demo model (offline; only knows coloured balls, squares and triangles)."
                     ),
                 ),
                 io.Combo.Input(
@@ -87,7 +91,9 @@ class DMTLoadZeroScope(io.ComfyNode):
 
     @classmethod
     def execute(cls, model_name: str, dtype: str, device: str) -> io.NodeOutput:
-        if model_name == DOWNLOAD_ENTRY:
+        if model_name == TOY_ENTRY:
+            folder = BUNDLED_MODEL
+        elif model_name == DOWNLOAD_ENTRY:
             folder = find_model_folder(DEFAULT_FOLDER) or default_download_folder()
             if dmt.missing_files(folder):
                 dmt.download_model(dmt.DEFAULT_MODEL, folder)

@@ -57,6 +57,17 @@ def _t2v(model: ZeroScope, prompt: str, seed: int, steps: int, guidance: float, 
     return generate_video(model, prompt, motions=motions, negative_prompt=NEG, settings=settings).frames
 
 
+def _fidelity(original: torch.Tensor, edited: torch.Tensor) -> float | None:
+    """Motion-Fidelity (combined) on a 16x16 grid, or None when no point of `edited` can be
+    tracked through every frame (the metric refuses such a pair)."""
+    from ..errors import InputError
+
+    try:
+        return motion_fidelity(original, edited, grid=16).combined
+    except InputError:
+        return None
+
+
 # ---- G1 ------------------------------------------------------------------------------------------
 
 def gate_base(model: ZeroScope, samples: int = 48, steps: int = 25, guidance: float = 9.0,
@@ -122,8 +133,7 @@ def gate_transfer(model: ZeroScope, count: int = 12, preset: str = "fast", guida
                "err_baseline": trajectory_error(tb.positions, ts.positions),
                "colour_ok": to.colour == p["target_colour"], "colour_out": to.colour}
         if with_fidelity:
-            row["mf_transfer"] = motion_fidelity(src.frames, out, grid=16).combined
-            row["mf_baseline"] = motion_fidelity(src.frames, base, grid=16).combined
+            row["mf_transfer"], row["mf_baseline"] = _fidelity(src.frames, out), _fidelity(src.frames, base)
         res.rows.append(row)
     rows = res.rows
     res.figures = {"clips": len(rows), "err_transfer_px": float(np.mean([r["err_transfer"] for r in rows])),
@@ -132,8 +142,9 @@ def gate_transfer(model: ZeroScope, count: int = 12, preset: str = "fast", guida
                    "wins": sum(r["err_transfer"] < r["err_baseline"] for r in rows)}
     res.figures["ratio"] = res.figures["err_transfer_px"] / max(res.figures["err_baseline_px"], 1e-6)
     if with_fidelity:
-        res.figures["mf_transfer"] = float(np.mean([r["mf_transfer"] for r in rows]))
-        res.figures["mf_baseline"] = float(np.mean([r["mf_baseline"] for r in rows]))
+        for k in ("mf_transfer", "mf_baseline"):  # an untrackable output scores as no match (0)
+            res.figures[k] = float(np.mean([r[k] if r[k] is not None else 0.0 for r in rows]))
+            res.figures[k + "_untrackable"] = sum(r[k] is None for r in rows)
     return res
 
 

@@ -361,12 +361,12 @@ B.set(mf, {grid: 16});
 const score = B.add("PreviewAny", 2200, 580, 300, 150);
 score.title = "Motion-Fidelity score";
 B.link(mf, "score", score, "source");
-const [ccreate, csave] = B.saveVideo(mf, "visualisation", c.comps, 2540, 380, "dmt/toyworld_compare", 360, 380);
+const [ccreate, csave] = B.saveVideo(mf, "visualisation", c.comps, 2540, 380, "dmt/compare_toyworld", 360, 380);
 csave.title = "Comparison: input | output";
-B.group("1 · Input: a red ball on a held-out zigzag", [c.loadVideo, c.comps], COLORS.input);
-B.group("2 · Bundled toy model", [c.loader], COLORS.model);
+B.group("1 · Input (held-out zigzag)", [c.loadVideo, c.comps], COLORS.input);
+B.group("2 · Toy model", [c.loader], COLORS.model);
 B.group("3 · Invert once", [c.invert, c.targets, c.init], COLORS.invert);
-B.group("4 · Motion-guided sampling: a blue square", [sampler], COLORS.sample);
+B.group("4 · Guided sampling", [sampler], COLORS.sample);
 B.group("5 · Output, score, input | output", [create, save, mf, score, ccreate, csave], COLORS.output);
 """
 

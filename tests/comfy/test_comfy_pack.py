@@ -161,14 +161,25 @@ def test_workflows_are_templates_with_thumbnails(server):
 
 
 def test_example_clip_is_copied_into_input(server):
-    """The pack copies its example clip into ComfyUI's input folder on load (the workflows name it)."""
-    from dmt.io.example_clip import EXAMPLE_CLIP_NAME
-
-    copied = server.base / "input" / EXAMPLE_CLIP_NAME
-    assert copied.read_bytes() == (REPO / "example_inputs" / EXAMPLE_CLIP_NAME).read_bytes()
-    names = {n["type"]: n["widgets_values"][0] for p in WORKFLOWS for n in json.loads(p.read_text())["nodes"]
+    """The pack copies its example clips into ComfyUI's input folder on load (the workflows name them)."""
+    names = {n["widgets_values"][0] for p in WORKFLOWS for n in json.loads(p.read_text())["nodes"]
              if n["type"] == "LoadVideo"}
-    assert names == {"LoadVideo": EXAMPLE_CLIP_NAME}
+    assert names == {p.name for p in (REPO / "example_inputs").glob("*.mp4")}
+    for name in names:
+        assert (server.base / "input" / name).read_bytes() == (REPO / "example_inputs" / name).read_bytes()
+
+
+def test_toyworld_demo_runs_as_loaded(server, object_info):
+    """The toy-world example runs exactly as shipped (bundled toy model, no shrinking) and writes the
+    transferred clip and the input | output comparison, 8 frames each."""
+    prompt = ui_to_api(load_workflow("dmt_toyworld_demo.json"), object_info)
+    entry = server.run(prompt, timeout=600)
+    assert_success(entry)
+    files = sorted(saved_files(server.base, entry), key=lambda f: f.name)
+    assert len(files) == 2, files
+    frames, width, height = video_info(files[0])  # compare_toyworld...: input | output
+    assert frames == 8 and width > 2 * height
+    assert video_info(files[1]) == (8, 64, 64)
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.name for p in WORKFLOWS])
