@@ -70,7 +70,7 @@ def _fidelity(original: torch.Tensor, edited: torch.Tensor) -> float | None:
 
 # ---- G1 ------------------------------------------------------------------------------------------
 
-def gate_base(model: ZeroScope, samples: int = 48, steps: int = 25, guidance: float = 9.0,
+def gate_base(model: ZeroScope, samples: int = 48, steps: int = 25, guidance: float = DEFAULTS["guidance_scale"],
               seed0: int = 10_000) -> GateResult:
     """Text-to-video on `samples` prompts (colour × shape × direction, "quickly"), seeds from seed0
     (never used in training). Figures: colour and direction accuracy, and both together."""
@@ -107,7 +107,7 @@ def toy_transfer_kwargs(preset: str = "fast", guidance: bool = True, **overrides
     """Keyword arguments of `dmt.transfer` for the toy model: the preset's settings, the toy
     model's own negative prompt and low-frequency factor; guidance=False switches the motion
     guidance off (0 optimisation iterations: the negative control)."""
-    settings, inv_steps = apply_preset(preset, GuidanceSettings())
+    settings, inv_steps = apply_preset(preset, GuidanceSettings(guidance_scale=DEFAULTS["guidance_scale"]))
     if not guidance:
         settings = dataclasses.replace(settings, optimization_steps=0)
     kw = dict(negative_prompt=NEG, num_inversion_steps=inv_steps, downsample_factor=DEFAULTS["downsample_factor"],
@@ -187,7 +187,7 @@ def regularization_clips(model: ZeroScope, count: int = 4):
 def toy_train_settings(mode: str = "lora", steps: int = 150, **overrides) -> TrainSettings:
     """Customization settings for the toy model (small rank, a learning rate for a from-scratch
     toy UNet, no validation clips)."""
-    lr = {"lora": 2e-3, "full": 2e-4}[mode]
+    lr = {"lora": 5e-4, "full": 1e-4}[mode]
     kw = dict(mode=mode, rank=8, steps=steps, lr=lr, checkpoint_every=0, validation_every=0, seed=0)
     kw.update(overrides)
     return TrainSettings(**kw)
@@ -199,7 +199,8 @@ def learn_motion(model: ZeroScope, motion: str, token: str, settings: TrainSetti
                         regularization=regularization_clips(model), negative_prompt=NEG).motion
 
 
-def motion_error(model: ZeroScope, motion: str, token: str, motions, steps: int = 25, guidance: float = 9.0,
+def motion_error(model: ZeroScope, motion: str, token: str, motions, steps: int = 25,
+                 guidance: float = DEFAULTS["guidance_scale"],
                  seed0: int = 20_000) -> list[float]:
     """Velocity-profile errors (px/frame) of "<object> doing the <token> move" on the unseen test
     objects against the canonical motion, with `motions` applied (None: the base model)."""
@@ -209,7 +210,8 @@ def motion_error(model: ZeroScope, motion: str, token: str, motions, steps: int 
             for i, (c, s) in enumerate(TEST_OBJECTS)]
 
 
-def prior_accuracy(model: ZeroScope, motions, steps: int = 25, guidance: float = 9.0, seed0: int = 30_000) -> float:
+def prior_accuracy(model: ZeroScope, motions, steps: int = 25, guidance: float = DEFAULTS["guidance_scale"],
+                   seed0: int = 30_000) -> float:
     """Direction accuracy of vocabulary prompts (no token) with `motions` applied."""
     ok = [direction_of(track_object(_t2v(model, p, seed0 + i, steps, guidance, motions)).positions) == p.split()[4]
           for i, p in enumerate(PRIOR_PROMPTS)]

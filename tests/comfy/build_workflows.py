@@ -341,7 +341,7 @@ B.group("3 · Output", [create, save], COLORS.output);
 NOTE_TOY = """Offline demo on the bundled toy model: see motion transfer work on a CPU in about a minute.
 
 The toy model is a tiny ZeroScope (same classes and blocks) trained on a world of coloured shapes moving along straight lines. The input clip is a red ball on a zigzag path, a motion the model never saw and no caption names. The sampler makes 'a blue square' that follows the same zigzag: compare input | output in the comparison video and the Motion-Fidelity score (1 = the same motion).
-Settings are the toy model's own: 64x64, 8 frames, 100 inversion steps, low-frequency factor 2, empty negative prompt, restart sampling off (the 'fast' preset); the guidance itself is the authors'.
+Settings are the toy model's own: 64x64, 8 frames, 100 inversion steps, low-frequency factor 2, CFG 5, empty negative prompt, restart sampling off (the 'fast' preset); the guidance itself is the authors'.
 For real videos use the 'dmt_basic' workflow with ZeroScope: the toy model only knows balls, squares and triangles."""
 
 BUILD_TOY = r"""
@@ -352,7 +352,7 @@ B.set(c.invert, {source_prompt: "a red ball", inversion_steps: 100, width: 64, h
 B.set(c.init, {downsample_factor: 2});
 B.note(NOTE, 20, 20, 1240, 280, "Toy-world demo (offline, CPU)");
 const sampler = B.sampler(c, 1340, 380, "a blue square", 0);
-B.set(sampler, {negative_prompt: "", restart_sampling: false});
+B.set(sampler, {negative_prompt: "", restart_sampling: false, cfg: 5});
 const [create, save] = B.saveVideo(sampler, "images", c.comps, 1820, 380, "dmt/toyworld", 320, 380);
 const mf = B.add("DMTMotionFidelity", 2200, 380, 300, 130);
 B.link(c.comps, "images", mf, "original");
