@@ -4,7 +4,7 @@
 
 What `dmt-motion demo` does, as a picture: the bundled toy-world model (a tiny ZeroScope trained
 here on coloured shapes moving in straight lines) transfers a held-out motion - a red ball on a
-zigzag path, never seen in training and named by no caption - onto "a blue square". Top row: the
+stop-and-go path (move, stop, move on), never seen in training and named by no caption - onto "a blue square". Top row: the
 8 input frames; bottom row: the 8 output frames, each with the object's centroid track of the
 input drawn in white, so that how closely the output follows can be read off. A toy world, not
 ZeroScope's real quality.
@@ -46,7 +46,7 @@ def main() -> None:
     res = run_demo()
     track = track_object(res.source).positions
     img = np.concatenate([
-        row(res.source, f"input: '{res.source_prompt}' on a held-out zigzag (white: its centroid track)", track),
+        row(res.source, f"input: '{res.source_prompt}' on a held-out stop-and-go path (white: its centroid track)", track),
         row(res.output, f"output of the bundled TOY model: '{res.target_prompt}' - Motion-Fidelity "
                         f"{res.fidelity:.2f}, mean centroid distance {res.error_px:.1f} px", track),
     ], 0)

@@ -13,8 +13,8 @@ def add_demo_command(sub: argparse._SubParsersAction) -> None:
         "demo", formatter_class=HelpFormatter,
         help="a real motion transfer offline on the bundled toy model (no download, about a minute on a CPU)",
         description="Runs the whole transfer on the bundled toy-world model (a tiny ZeroScope trained here on "
-        "coloured shapes moving in straight lines): a red ball on a zigzag path - a motion the model never saw "
-        "and no caption names - becomes a blue square that follows it. Writes the input | output video side by "
+        "coloured shapes moving in straight lines): a red ball that moves, stops and moves on - a motion the "
+        "model never saw and no caption names - becomes a blue square that follows it. Writes the input | output video side by "
         "side and prints the Motion-Fidelity score (1 = the same motion) and the centroid distance. It shows the "
         "method working on a toy world; ZeroScope's real quality needs its real weights (dmt-motion transfer). "
         "The toy model runs on one CPU thread unless --threads or OMP_NUM_THREADS says otherwise.",

@@ -1,5 +1,5 @@
 """The newcomer's demo on the bundled toy model: a held-out motion (one the model never saw, named by
-no caption) carried from a red ball onto a blue square, with the input | output video side by side
+no caption: move, stop, move on) carried from a red ball onto a blue square, with the input | output video side by side
 and the Motion-Fidelity score of the output against the input.
 
 Used by `dmt-motion demo`, docs/make_readme_figure.py and the toy-world ComfyUI example's clip.
@@ -20,9 +20,9 @@ from .evaluate import toy_transfer_kwargs
 from .measure import track_object, trajectory_error
 from .world import make_clip, subject
 
-DEMO_MOTION, DEMO_SOURCE, DEMO_TARGET = "zigzag", ("red", "ball"), ("blue", "square")
-DEMO_CLIP_SEED = 5_001  # a G2 source clip (see evaluate.transfer_pairs)
-DEMO_CLIP_NAME = "dmt_toyworld_zigzag.mp4"
+DEMO_MOTION, DEMO_SOURCE, DEMO_TARGET = "stopgo", ("red", "ball"), ("blue", "square")
+DEMO_CLIP_SEED = 5_003  # a G2 source clip (see evaluate.transfer_pairs)
+DEMO_CLIP_NAME = "dmt_toyworld_stopgo.mp4"
 
 
 @dataclass
@@ -42,7 +42,7 @@ class DemoResult:
 
 
 def demo_source() -> tuple[torch.Tensor, str]:
-    """The demo's input clip (a red ball on a zigzag path, 8 frames of 64x64) and its prompt."""
+    """The demo's input clip (a red ball that moves, stops and moves on, 8 frames of 64x64) and its prompt."""
     clip = make_clip(DEMO_MOTION, *DEMO_SOURCE, seed=DEMO_CLIP_SEED)
     return clip.frames, subject(*DEMO_SOURCE)
 

@@ -340,7 +340,7 @@ B.group("3 · Output", [create, save], COLORS.output);
 
 NOTE_TOY = """Offline demo on the bundled toy model: see motion transfer work on a CPU in about a minute.
 
-The toy model is a tiny ZeroScope (same classes and blocks) trained on a world of coloured shapes moving along straight lines. The input clip is a red ball on a zigzag path, a motion the model never saw and no caption names. The sampler makes 'a blue square' that follows the same zigzag: compare input | output in the comparison video and the Motion-Fidelity score (1 = the same motion).
+The toy model is a tiny ZeroScope (same classes and blocks) trained on a world of coloured shapes moving along straight lines. The input clip is a red ball that moves, stops and moves on (stop-and-go), a motion the model never saw and no caption names. The sampler makes 'a blue square' that follows the same path: compare input | output in the comparison video and the Motion-Fidelity score (1 = the same motion).
 Settings are the toy model's own: 64x64, 8 frames, 100 inversion steps, low-frequency factor 2, CFG 5, empty negative prompt, restart sampling off (the 'fast' preset); the guidance itself is the authors'.
 For real videos use the 'dmt_basic' workflow with ZeroScope: the toy model only knows balls, squares and triangles."""
 
@@ -363,7 +363,7 @@ score.title = "Motion-Fidelity score";
 B.link(mf, "score", score, "source");
 const [ccreate, csave] = B.saveVideo(mf, "visualisation", c.comps, 2540, 380, "dmt/compare_toyworld", 360, 380);
 csave.title = "Comparison: input | output";
-B.group("1 · Input (held-out zigzag)", [c.loadVideo, c.comps], COLORS.input);
+B.group("1 · Input (held-out stop-and-go)", [c.loadVideo, c.comps], COLORS.input);
 B.group("2 · Toy model", [c.loader], COLORS.model);
 B.group("3 · Invert once", [c.invert, c.targets, c.init], COLORS.invert);
 B.group("4 · Guided sampling", [sampler], COLORS.sample);
