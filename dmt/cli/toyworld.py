@@ -32,7 +32,7 @@ def add_toyworld_command(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--out", required=True, help="output folder (new or empty; with --resume, the run to continue)")
     t.add_argument("--resume", action="store_true", help="continue the training in --out")
     t.add_argument("--steps", type=int, default=None,
-                   help="UNet + text-encoder steps (default: the configuration's 8000; may be raised on resume)")
+                   help="UNet + text-encoder steps (default: 4600, as the bundled model; may be raised on resume)")
     t.add_argument("--seed", type=int, default=0, help="seed of the data, the weights and the noise")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     t.set_defaults(func=run_train)

@@ -67,7 +67,7 @@ class ToyConfig:
     unet_channels: tuple[int, ...] = (16, 32, 64, 64)
     text_width: int = 64
     text_layers: int = 2
-    unet_steps: int = 8000
+    unet_steps: int = 4600
     batch: int = 8
     lr: float = 1e-3
     warmup: int = 100
