@@ -354,11 +354,15 @@ B.note(NOTE, 20, 20, 1240, 280, "Toy-world demo (offline, CPU)");
 const sampler = B.sampler(c, 1340, 380, "a blue square", 0);
 B.set(sampler, {negative_prompt: "", restart_sampling: false, cfg: 5});
 const [create, save] = B.saveVideo(sampler, "images", c.comps, 1820, 380, "dmt/toyworld", 320, 380);
-const mf = B.add("DMTMotionFidelity", 2200, 380, 300, 130);
-B.link(c.comps, "images", mf, "original");
+const cut = B.add("ImageFromBatch", 2200, 380, 300, 110);
+cut.title = "Cut to frame count";
+B.link(c.comps, "images", cut, "image");
+B.set(cut, {batch_index: 0, length: 8});
+const mf = B.add("DMTMotionFidelity", 2200, 540, 300, 130);
+B.link(cut, "IMAGE", mf, "original");
 B.link(sampler, "images", mf, "edited");
 B.set(mf, {grid: 16});
-const score = B.add("PreviewAny", 2200, 580, 300, 150);
+const score = B.add("PreviewAny", 2200, 730, 300, 150);
 score.title = "Motion-Fidelity score";
 B.link(mf, "score", score, "source");
 const [ccreate, csave] = B.saveVideo(mf, "visualisation", c.comps, 2540, 380, "dmt/compare_toyworld", 360, 380);
@@ -367,7 +371,7 @@ B.group("1 · Input (held-out stop-and-go)", [c.loadVideo, c.comps], COLORS.inpu
 B.group("2 · Toy model", [c.loader], COLORS.model);
 B.group("3 · Invert once", [c.invert, c.targets, c.init], COLORS.invert);
 B.group("4 · Guided sampling", [sampler], COLORS.sample);
-B.group("5 · Output, score, input | output", [create, save, mf, score, ccreate, csave], COLORS.output);
+B.group("5 · Output, score, input | output", [create, save, cut, mf, score, ccreate, csave], COLORS.output);
 """
 
 CUSTOMIZE_CONSTS = {
