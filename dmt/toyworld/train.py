@@ -117,6 +117,15 @@ def _progress(total: int, initial: int, desc: str):
     return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
 
 
+def _frame_batch(cfg: ToyConfig, rng: np.random.Generator) -> torch.Tensor:
+    """(vae_batch, 3, size, size) in [-1, 1]: two random frames from each of fresh vocabulary clips."""
+    frames: list[torch.Tensor] = []
+    while len(frames) < cfg.vae_batch:
+        clip = random_vocabulary_clip(rng, cfg.num_frames, cfg.size, cfg.size)
+        frames.extend(clip.frames[rng.choice(cfg.num_frames, 2, replace=False)])
+    return torch.stack(frames[: cfg.vae_batch]).permute(0, 3, 1, 2) * 2 - 1
+
+
 # ---- stage 1: VAE -------------------------------------------------------------------------------
 
 def _train_vae(cfg: ToyConfig, out: Path, log: list) -> AutoencoderKL:
@@ -126,11 +135,7 @@ def _train_vae(cfg: ToyConfig, out: Path, log: list) -> AutoencoderKL:
     rng = np.random.default_rng(cfg.seed + 11)
     bar = _progress(cfg.vae_steps, 0, "toy VAE")
     for step in range(cfg.vae_steps):
-        frames = []
-        while len(frames) < cfg.vae_batch:
-            clip = random_vocabulary_clip(rng, cfg.num_frames, cfg.size, cfg.size)
-            frames.extend(clip.frames[rng.choice(cfg.num_frames, 2, replace=False)])
-        x = torch.stack(frames[: cfg.vae_batch]).permute(0, 3, 1, 2) * 2 - 1
+        x = _frame_batch(cfg, rng)
         post = vae.encode(x).latent_dist
         rec = vae.decode(post.sample()).sample
         mse = F.mse_loss(rec, x)
@@ -166,11 +171,7 @@ def _refine_decoder(cfg: ToyConfig, vae: AutoencoderKL, out: Path, log: list) ->
     opt = torch.optim.AdamW(params, lr=cfg.vae_lr)
     bar = _progress(cfg.decoder_steps, 0, "toy VAE decoder")
     for step in range(cfg.decoder_steps):
-        frames = []
-        while len(frames) < cfg.vae_batch:
-            clip = random_vocabulary_clip(rng, cfg.num_frames, cfg.size, cfg.size)
-            frames.extend(clip.frames[rng.choice(cfg.num_frames, 2, replace=False)])
-        x = torch.stack(frames[: cfg.vae_batch]).permute(0, 3, 1, 2) * 2 - 1
+        x = _frame_batch(cfg, rng)
         with torch.no_grad():
             z = vae.encode(x).latent_dist.mean
         for g in opt.param_groups:
