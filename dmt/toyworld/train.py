@@ -44,7 +44,7 @@ from ..models.random_model import SCHEDULER_CONFIG, _randomize_temporal_convs
 from ..models.text import AUTHORS_PROMPT_PREFIX
 from .card import MODEL_KIND, write_model_files
 from .tokenizer import save_word_tokenizer
-from .world import DIRECTIONS, random_vocabulary_clip, subject
+from .world import random_vocabulary_clip, subject
 
 OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 import dmt.toyworld.train as train_mod
 from dmt import load_zeroscope
