@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download anything
 
@@ -13,6 +14,7 @@ torch.set_num_threads(1)  # tiny models: threads only add overhead on a busy 2-c
 
 import dmt  # noqa: E402
 from dmt.models.random_model import save_random_model  # noqa: E402
+from dmt.models.random_wan import save_random_wan  # noqa: E402
 
 from helpers import INV_STEPS, STEPS, moving_square_clip  # noqa: E402
 
@@ -40,3 +42,15 @@ def inversion(tiny_model, clip) -> dmt.Inversion:
 @pytest.fixture(scope="session")
 def targets(tiny_model, inversion) -> dmt.Targets:
     return dmt.extract_targets(tiny_model, inversion)
+
+
+@pytest.fixture(scope="session")
+def wan_dir(tmp_path_factory) -> Path:
+    """The tiny random Wan 2.1 (diffusers' test configuration) saved as a diffusers folder."""
+    return save_random_wan(tmp_path_factory.mktemp("wan") / "wan-tiny", "tiny", seed=0)
+
+
+@pytest.fixture(scope="session")
+def wan(wan_dir) -> dmt.Wan:
+    """The tiny random Wan loaded in float32 on the CPU (shared: tests must leave it as they found it)."""
+    return dmt.load_wan(wan_dir, "float32", "cpu")

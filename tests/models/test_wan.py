@@ -19,16 +19,6 @@ from dmt.models.wan import check_wan_frames, check_wan_size, wan_frame_counts, w
 from dmt.models.zeroscope import same_model
 
 
-@pytest.fixture(scope="module")
-def wan_dir(tmp_path_factory) -> Path:
-    return save_random_wan(tmp_path_factory.mktemp("wan") / "wan-tiny", "tiny", seed=0)
-
-
-@pytest.fixture(scope="module")
-def wan(wan_dir) -> dmt.Wan:
-    return dmt.load_wan(wan_dir, "float32", "cpu")
-
-
 def _copy(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
