@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -18,21 +19,30 @@ from ..io.progress import CheckInterrupt, OnStep, never_interrupt, no_progress
 from ..transfer.sampler import GuidanceSettings, SampleResult, guided_sample
 from ..transfer.targets import Targets, extract_targets
 from ..models.text import AUTHORS_PROMPT_PREFIX, DEFAULT_NEGATIVE_PROMPT, with_prefix
+from ..models.wan import Wan
+from ..transfer.amf_guidance import AMFSampleResult, AMFSettings, AMFTargets
+from ..transfer.wan_transfer import FlowInversion, refuse_wan_options, refuse_zeroscope_options, transfer_wan
 
 
 @dataclass
 class TransferResult:
-    """frames: (F, H, W, 3) float32 in [0, 1]. The intermediate results are kept as data."""
+    """frames: (F, H, W, 3) float32 in [0, 1]. The intermediate results are kept as data.
+
+    ZeroScope: inversion is an Inversion (DDIM), targets the SMM Targets, init_latent the
+    (1, 4, F, h, w) low-frequency init, sample a SampleResult.
+    Wan: inversion is a FlowInversion (the reference latent and, unless wan_init "noise", its flow
+    inversion), targets the AMFTargets, init_latent (1, 16, F', h, w), sample an AMFSampleResult.
+    """
 
     frames: torch.Tensor
-    inversion: Inversion
-    targets: Targets
+    inversion: Inversion | FlowInversion
+    targets: Targets | AMFTargets
     init_latent: torch.Tensor
-    sample: SampleResult
+    sample: SampleResult | AMFSampleResult
 
 
 def transfer(
-    model: ZeroScope,
+    model: ZeroScope | Wan,
     frames: torch.Tensor,
     source_prompt: str,
     target_prompt: str,
@@ -49,6 +59,8 @@ def transfer(
     vae_slice_size: int = 1,
     low_memory: bool = False,
     context: ContextOptions | None = None,
+    amf: AMFSettings | None = None,
+    wan_init: str | None = None,
     on_step: OnStep = no_progress,
     check_interrupt: CheckInterrupt = never_interrupt,
 ) -> TransferResult:
@@ -63,7 +75,27 @@ def transfer(
     context: temporal context windows for long videos (dmt.transfer.context); None, or one
         window covering the video, runs today's one-pass path unchanged. A given `inversion`
         must have been made with the same windows.
+
+    Wan (model.kind == "wan", dmt.load_wan): frames (4k + 1, H, W, 3), H and W multiples of 16;
+    encode → flow inversion with the source prompt (unless wan_init "noise") → attention-motion-flow
+    targets from the clean reference latent → initial latent → AMF-guided Euler sampling → decode
+    (dmt.transfer.wan_transfer, dmt.transfer.amf_guidance).
+    amf: Wan's settings (AMFSettings; None: its defaults). wan_init: Wan's initial latent (None:
+        "low_frequency", which uses downsample_factor and the seed; "inversion"; "noise").
+    Shared by both models: negative_prompt, seed, downsample_factor, inversion (a FlowInversion for
+    Wan), on_step, check_interrupt. The other keywords are ZeroScope's: given a non-default value
+    with Wan they are refused (InputError), as amf, wan_init or a Wan inversion are with ZeroScope.
     """
+    if getattr(model, "kind", "zeroscope") == "wan":
+        zeroscope_only = dict(num_steps=num_steps, num_inversion_steps=num_inversion_steps,
+                              guidance_window=guidance_window, settings=settings, prompt_prefix=prompt_prefix,
+                              vae_slice_size=vae_slice_size, low_memory=low_memory, context=context)
+        refuse_zeroscope_options({n: v for n, v in zeroscope_only.items() if v != _DEFAULTS[n]})
+        return TransferResult(**transfer_wan(
+            model, frames, source_prompt, target_prompt, amf=amf, init=wan_init, negative_prompt=negative_prompt,
+            seed=seed, downsample_factor=downsample_factor, inversion=inversion, on_step=on_step,
+            check_interrupt=check_interrupt))
+    refuse_wan_options(amf, wan_init, inversion)
     if inversion is not None:
         check_same_schedule(inversion.context, context, inversion.num_frames, "inversion")
     if low_memory:
@@ -88,3 +120,7 @@ def transfer(
             out = decode_latents(model, sample.latents, slice_size=vae_slice_size, on_step=on_step,
                                  check_interrupt=check_interrupt)
     return TransferResult(frames=out, inversion=inversion, targets=targets, init_latent=init, sample=sample)
+
+
+#: transfer()'s keyword defaults (what "not given" means when a ZeroScope-only keyword reaches Wan)
+_DEFAULTS = {name: p.default for name, p in inspect.signature(transfer).parameters.items()}

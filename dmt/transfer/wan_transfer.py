@@ -1,0 +1,199 @@
+"""The Wan branch of `dmt.transfer.pipeline.transfer`: encode, invert (when the init needs it),
+AMF targets, initial latent, AMF-guided sampling, decode.
+
+Initial latent (`init`, transfer()'s `wan_init`; default "low_frequency"):
+- "low_frequency": the reference's flow inversion at the first sampling sigma, low-passed, with
+  fresh high frequencies from the seed: LF(x_inv) + (ε − LF(ε)) (ZeroScope's init, by the same
+  `low_pass`; `downsample_factor` 1 gives x_inv). The coarse layout follows the reference, the
+  details vary with the seed.
+- "inversion": the inverted latent itself (deterministic: the seed has no effect).
+- "noise": seeded Gaussian noise, as DiTFlow samples (no inversion is run).
+The inversion is plain Euler up the sampling schedule with the source prompt, no CFG
+(dmt.transfer.flow_matching.invert_flow).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from ..errors import InputError, InversionMismatchError
+from ..io.progress import CheckInterrupt, OnStep, checkpoint, never_interrupt, no_progress
+from ..models.grad_modes import evaluation
+from ..models.wan import Wan
+from ..models.wan_ops import decode_latents, encode_prompt, encode_video, predict_velocity
+from .amf_guidance import AMFSettings, amf_guided_sample, check_made_with, extract_amf_targets
+from .flow_matching import FlowSchedule, flow_schedule, invert_flow
+from .noise_init import DEFAULT_DOWNSAMPLE_FACTOR, check_downsample_factor, low_pass, seeded_noise
+
+__all__ = ["FlowInversion", "WAN_INITS", "DEFAULT_WAN_INIT", "invert_wan", "flow_init", "transfer_wan",
+           "refuse_zeroscope_options", "refuse_wan_options"]
+
+WAN_INITS = ("low_frequency", "inversion", "noise")
+DEFAULT_WAN_INIT = "low_frequency"
+
+#: transfer() keywords that only ZeroScope's pipeline reads, and what to do instead on Wan
+_ZEROSCOPE_ONLY = {
+    "num_steps": "set the steps with amf=AMFSettings(num_steps=...)",
+    "num_inversion_steps": "Wan inverts along its sampling schedule (AMFSettings.num_steps)",
+    "guidance_window": "set the guided share with amf=AMFSettings(guided_fraction=...)",
+    "settings": "GuidanceSettings is ZeroScope's SMM guidance; pass amf=AMFSettings(...)",
+    "prompt_prefix": "Wan uses the prompts as given",
+    "vae_slice_size": "Wan's VAE decodes the whole latent at once",
+    "low_memory": "the low-memory mode is ZeroScope's only for now",
+    "context": "temporal context windows are ZeroScope's only for now",
+}
+
+
+@dataclass
+class FlowInversion:
+    """A reference video's Wan latent and, when run, its flow inversion.
+
+    x0: (1, 16, F', h, w) float32 clean normalised latent (encode_video).
+    noisiest: (1, 16, F', h, w) float32 latent at sigmas[0] from Euler inversion with the source
+        prompt, or None when no inversion was run (init "noise").
+    sigmas: (N + 1,) the schedule inverted along (None without inversion).
+    source_prompt: the prompt the inversion used. model_fingerprint / model_name: the Wan that made it.
+    """
+
+    x0: torch.Tensor
+    noisiest: torch.Tensor | None = None
+    sigmas: torch.Tensor | None = None
+    source_prompt: str = ""
+    model_fingerprint: str = ""
+    model_name: str = ""
+    #: the base model this inversion belongs to (ZeroScope's is dmt.Inversion)
+    kind: ClassVar[str] = "wan"
+
+    @property
+    def num_frames(self) -> int:
+        """Latent frames F' (the video has 4(F' − 1) + 1)."""
+        return int(self.x0.shape[2])
+
+
+def invert_wan(model: Wan, x0: torch.Tensor, source_prompt: str, schedule: FlowSchedule, *,
+               on_step: OnStep = no_progress, check_interrupt: CheckInterrupt = never_interrupt) -> FlowInversion:
+    """Euler inversion of `x0` (1, 16, F', h, w) up `schedule` with the source prompt (no CFG).
+
+    on_step: ("inversion", i, N, latent) per step. Returns FlowInversion with x0 and the latent
+    at schedule.sigmas[0], both float32 on the model's device.
+    """
+    text = encode_prompt(model, source_prompt)
+    scale = float(schedule.num_train_timesteps)
+    x0 = x0.detach().to(model.device, torch.float32)
+    with evaluation():
+        path = invert_flow(lambda x, sigma: predict_velocity(model, x, sigma * scale, text), x0, schedule,
+                           on_step=on_step, check_interrupt=check_interrupt)
+    return FlowInversion(x0=x0, noisiest=path[0], sigmas=schedule.sigmas.clone(), source_prompt=source_prompt,
+                         model_fingerprint=model.fingerprint, model_name=model.name)
+
+
+def flow_init(inversion: FlowInversion, init: str = DEFAULT_WAN_INIT, seed: int = 0,
+              downsample_factor: int = DEFAULT_DOWNSAMPLE_FACTOR) -> torch.Tensor:
+    """The initial latent at the first sampling sigma (see the module docstring for `init`).
+
+    Args:
+        inversion: with `noisiest` set unless init is "noise".
+        seed: seeds ε (torch.Generator on the latent's device), unused by "inversion".
+        downsample_factor: the low-pass factor of "low_frequency" (1 to min(h, w)).
+    Returns:
+        (1, 16, F', h, w) float32 on the inversion's device.
+    """
+    x0 = inversion.x0
+    if init == "noise":
+        return seeded_noise(tuple(x0.shape), seed, x0.device)
+    if inversion.noisiest is None:
+        raise InputError(f"The init '{init}' needs the reference's flow inversion; this one holds only its latent.")
+    x_inv = inversion.noisiest.to(x0.device, torch.float32)
+    if init == "inversion":
+        return x_inv.clone()
+    check_downsample_factor(downsample_factor, tuple(x0.shape))
+    if downsample_factor == 1:
+        return x_inv.clone()
+    noise = seeded_noise(tuple(x0.shape), seed, x0.device)
+    return low_pass(x_inv, downsample_factor) + (noise - low_pass(noise, downsample_factor))
+
+
+def refuse_zeroscope_options(changed: dict[str, Any]) -> None:
+    """Raise InputError naming every ZeroScope-only transfer() keyword given a non-default value
+    (`changed`: name → value) for a Wan model, with what to do instead."""
+    if changed:
+        lines = "; ".join(f"{name}={value!r} ({_ZEROSCOPE_ONLY.get(name, 'ZeroScope only')})"
+                          for name, value in changed.items())
+        raise InputError(f"These transfer options are ZeroScope's and do not apply to Wan: {lines}.")
+
+
+def refuse_wan_options(amf: AMFSettings | None, wan_init: str | None, inversion: object) -> None:
+    """Raise when Wan-only transfer() inputs are given for a ZeroScope model: AMF settings, a Wan
+    init choice, or a Wan inversion."""
+    if amf is not None:
+        raise InputError("amf (AMFSettings) is Wan's attention-flow guidance; ZeroScope's SMM guidance takes "
+                         "settings=GuidanceSettings(...).")
+    if wan_init is not None:
+        raise InputError(f"wan_init={wan_init!r} is a Wan option; ZeroScope always starts from its low-frequency "
+                         f"init (set its downsample_factor).")
+    if getattr(inversion, "kind", None) == "wan":
+        raise InversionMismatchError("This inversion was made with Wan, but the model is ZeroScope; invert the "
+                                     "video with ZeroScope (or give no inversion).")
+
+
+def _check_inversion(model: Wan, inversion: object) -> FlowInversion:
+    if not isinstance(inversion, FlowInversion):
+        made = getattr(inversion, "model_fingerprint", "")
+        raise InversionMismatchError(
+            f"This inversion was made with ZeroScope{f' (fingerprint {made})' if made else ''}, but the model is "
+            f"Wan '{model.name}' (fingerprint {model.fingerprint}); give no inversion, or one made with Wan.")
+    check_made_with(model, "This inversion", inversion.model_fingerprint, inversion.model_name,
+                    "invert the video again with this model")
+    return inversion
+
+
+def transfer_wan(model: Wan, frames: torch.Tensor | None, source_prompt: str, target_prompt: str, *,
+                 amf: AMFSettings | None, init: str | None, negative_prompt: str, seed: int,
+                 downsample_factor: int, inversion: FlowInversion | None, on_step: OnStep,
+                 check_interrupt: CheckInterrupt) -> dict[str, Any]:
+    """Run the Wan transfer; returns the fields of a TransferResult (frames, inversion, targets,
+    init_latent, sample). Arguments as `dmt.transfer.pipeline.transfer`."""
+    settings = AMFSettings() if amf is None else amf
+    if not isinstance(settings, AMFSettings):
+        raise InputError(f"amf must be AMFSettings or None, not {type(settings).__name__}.")
+    settings.validate()
+    init = DEFAULT_WAN_INIT if init is None else init
+    if init not in WAN_INITS:
+        raise InputError(f"Unknown Wan init {init!r}; choose one of {', '.join(WAN_INITS)}.")
+    if init != "low_frequency" and downsample_factor != DEFAULT_DOWNSAMPLE_FACTOR:
+        raise InputError(f"downsample_factor applies to the 'low_frequency' init only, not to '{init}'.")
+    if not isinstance(target_prompt, str) or not target_prompt.strip():
+        raise InputError("The target prompt is empty: describe what the new video should show.")
+    settings.block_for(model)  # a missing block is refused before the slow stages
+    schedule = flow_schedule(model.scheduler, settings.num_steps)
+    if inversion is None:
+        checkpoint(check_interrupt)
+        if frames is None:
+            raise InputError("Give the reference video's frames (or a Wan inversion of it).")
+        x0 = encode_video(model, frames).to(model.device)
+        on_step("encode", 1, 1, None)
+        inversion = FlowInversion(x0=x0, source_prompt=source_prompt, model_fingerprint=model.fingerprint,
+                                  model_name=model.name)
+    else:
+        inversion = _check_inversion(model, inversion)
+    if init != "noise":
+        made = inversion.sigmas
+        if inversion.noisiest is None:
+            inversion = invert_wan(model, inversion.x0, source_prompt, schedule, on_step=on_step,
+                                   check_interrupt=check_interrupt)
+        elif made is None or made.shape != schedule.sigmas.shape or not torch.allclose(made, schedule.sigmas):
+            raise InversionMismatchError(
+                f"This inversion was made along {0 if made is None else made.numel() - 1} steps, sampling uses "
+                f"{schedule.num_steps}; set AMFSettings(num_steps=...) to match or invert again.")
+    targets = extract_amf_targets(model, inversion.x0, source_prompt, settings, on_step=on_step,
+                                  check_interrupt=check_interrupt)
+    init_latent = flow_init(inversion, init, seed, downsample_factor)
+    sample = amf_guided_sample(model, targets, init_latent, target_prompt, negative_prompt, settings,
+                               on_step=on_step, check_interrupt=check_interrupt)
+    checkpoint(check_interrupt)
+    out = decode_latents(model, sample.latents)
+    on_step("decode", 1, 1, None)
+    return dict(frames=out, inversion=inversion, targets=targets, init_latent=init_latent, sample=sample)
