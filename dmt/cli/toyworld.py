@@ -35,6 +35,14 @@ def add_toyworld_command(sub: argparse._SubParsersAction) -> None:
                    help="UNet + text-encoder steps (default: 4600, as the bundled model; may be raised on resume)")
     t.add_argument("--seed", type=int, default=0, help="seed of the data, the weights and the noise")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    recipe = _recipe_defaults()
+    t.add_argument("--latent-scale", type=float, default=recipe.latent_scale,
+                   help="standard deviation the latents are scaled to (below 1 shifts ZeroScope's schedule "
+                   "towards noise, so the noisiest step no longer leaks the motion)")
+    t.add_argument("--token-init-std", type=float, default=recipe.token_init_std,
+                   help="std of the text encoder's token embeddings at init (CLIP: 0.02)")
+    t.add_argument("--high-noise-share", type=float, default=recipe.high_noise_share,
+                   help="share of each batch trained at the noisiest fifth of the timesteps")
     t.set_defaults(func=run_train)
     e = tsub.add_parser("eval", formatter_class=HelpFormatter, help="print the toy-world quality gates G1-G5",
                         description="Runs the five gates on a toy-world model and prints the table (the thresholds "
@@ -48,10 +56,20 @@ def add_toyworld_command(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=run_eval)
 
 
+def _recipe_defaults():
+    from ..toyworld.train import ToyConfig
+
+    return ToyConfig()
+
+
 def run_train(args: argparse.Namespace) -> int:
     from ..toyworld.train import ToyConfig, train_toy_model
 
-    cfg = ToyConfig(seed=args.seed)
+    if not 0 < args.latent_scale <= 4 or not 0 < args.token_init_std <= 10 or not 0 <= args.high_noise_share <= 1:
+        raise InputError("--latent-scale must be in (0, 4], --token-init-std in (0, 10] and --high-noise-share in "
+                         "[0, 1].")
+    cfg = ToyConfig(seed=args.seed, latent_scale=args.latent_scale, token_init_std=args.token_init_std,
+                    high_noise_share=args.high_noise_share)
     if args.steps is not None:
         if args.steps < 1:
             raise InputError(f"--steps must be at least 1; got {args.steps}.")

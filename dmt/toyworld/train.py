@@ -3,8 +3,8 @@
 Three stages, each kept on disk so an interrupted run (Ctrl-C, a crash, a closed laptop) goes on
 where it stopped with `--resume`:
 1. VAE (AutoencoderKL, 8x downsampling) on single frames of vocabulary clips: MSE + a small KL
-   term; then `scaling_factor` is set to 1/std of the latents (unit-variance latents, as the
-   scheduler expects). Written to OUT/vae/.
+   term; then `scaling_factor` is set to latent_scale/std of the latents (see ToyConfig.latent_scale).
+   Written to OUT/vae/.
 2. Latents of a fixed set of vocabulary clips (posterior mean × scaling_factor), with captions,
    in OUT/.train/latents.safetensors.
 3. UNet3DConditionModel + CLIP text encoder jointly, ε-prediction on ZeroScope's scheduler
@@ -75,6 +75,18 @@ class ToyConfig:
     motion_word_dropout: float = 0.15
     checkpoint_every: int = 50
     decoder_steps: int = 600
+    #: std of the text encoder's token embeddings at init. CLIP's own 0.02 makes every word start
+    #: almost alike after the position embeddings; the direction words then never separate (the
+    #: UNet cannot use a difference it does not see, so no gradient ever widens it).
+    token_init_std: float = 0.02
+    #: share of each batch with a timestep from the noisiest fifth (t >= 800), where the layout
+    #: and the motion are decided and the caption is the only hint; the rest uniform.
+    high_noise_share: float = 0.0
+    #: latents are scaled to this standard deviation (ZeroScope's scheduler is kept as it is). At
+    #: 1.0 a tiny 8x8 latent leaks its whole trajectory through the noisiest timestep (its terminal
+    #: SNR is not zero), the model learns to read the motion from the noise and ignores the caption's
+    #: direction; a smaller scale shifts the schedule towards noise, as for high-resolution models.
+    latent_scale: float = 1.0
 
     def key(self) -> str:
         d = dataclasses.asdict(self)
@@ -104,11 +116,14 @@ def build_vae(cfg: ToyConfig) -> AutoencoderKL:
 
 
 def build_text_encoder(cfg: ToyConfig, vocab_size: int) -> CLIPTextModel:
-    return CLIPTextModel(CLIPTextConfig(
+    text = CLIPTextModel(CLIPTextConfig(
         vocab_size=vocab_size, hidden_size=cfg.text_width, intermediate_size=2 * cfg.text_width,
         num_attention_heads=4, num_hidden_layers=cfg.text_layers, projection_dim=cfg.text_width,
         max_position_embeddings=77, bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1,
         pad_token_id=vocab_size - 1))
+    if cfg.token_init_std != 0.02:
+        torch.nn.init.normal_(text.get_input_embeddings().weight, std=cfg.token_init_std)
+    return text
 
 
 def _progress(total: int, initial: int, desc: str):
@@ -153,7 +168,7 @@ def _train_vae(cfg: ToyConfig, out: Path, log: list) -> AutoencoderKL:
     with torch.no_grad():  # unit-variance latents
         clips = [random_vocabulary_clip(rng, cfg.num_frames, cfg.size, cfg.size).frames for _ in range(16)]
         z = vae.encode(torch.cat(clips).permute(0, 3, 1, 2) * 2 - 1).latent_dist.mean
-    vae.register_to_config(scaling_factor=float(1.0 / z.std()))
+    vae.register_to_config(scaling_factor=float(cfg.latent_scale / z.std()))
     vae.save_pretrained(str(out / "vae"))
     return vae
 
@@ -314,7 +329,11 @@ def train_toy_model(out: str | Path, cfg: ToyConfig = ToyConfig(), resume: bool 
             x0[rev] = x0[rev].flip(2)
             captions = [_caption(*meta[i], bool(r), gen, cfg) for i, r in zip(idx.tolist(), rev.tolist())]
             ids = tok(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
-            t = torch.randint(0, scheduler.config.num_train_timesteps, (cfg.batch,), generator=gen)
+            n_t = scheduler.config.num_train_timesteps
+            t = torch.randint(0, n_t, (cfg.batch,), generator=gen)
+            if cfg.high_noise_share > 0:
+                high = torch.rand(cfg.batch, generator=gen) < cfg.high_noise_share
+                t = torch.where(high, torch.randint(int(n_t * 0.8), n_t, (cfg.batch,), generator=gen), t)
             noise = torch.randn(x0.shape, generator=gen)
             a = alphas[t].view(-1, 1, 1, 1, 1)
             xt = a.sqrt() * x0 + (1 - a).sqrt() * noise

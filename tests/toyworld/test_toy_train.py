@@ -83,3 +83,24 @@ def test_cli_eval_refuses_a_model_that_is_not_a_toy_model(tmp_path, capsys):
 def test_cli_train_refuses_non_empty_folder(mini_run, capsys):
     assert main(["toyworld", "train", "--out", str(mini_run)]) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+def test_recipe_options_scale_the_latents_and_the_token_embeddings(tmp_path):
+    """latent_scale sets the VAE's scaling factor to scale/std; token_init_std draws the text
+    encoder's token embeddings at that std; high_noise_share trains (the run completes)."""
+    import dataclasses
+
+    import torch
+
+    from dmt.toyworld.train import build_text_encoder
+
+    base = train_toy_model(tmp_path / "a", dataclasses.replace(MINI, unet_steps=1, decoder_steps=0))
+    cfg = dataclasses.replace(MINI, unet_steps=1, decoder_steps=0, latent_scale=0.25, token_init_std=1.0,
+                              high_noise_share=0.5)
+    scaled = train_toy_model(tmp_path / "b", cfg)
+    sf = [json.loads((run / "vae" / "config.json").read_text())["scaling_factor"] for run in (base, scaled)]
+    assert sf[1] == pytest.approx(0.25 * sf[0], rel=1e-6)
+    torch.manual_seed(0)
+    std = build_text_encoder(cfg, 600).get_input_embeddings().weight.std().item()
+    assert 0.9 < std < 1.1
+    assert build_text_encoder(MINI, 600).get_input_embeddings().weight.std().item() < 0.05
