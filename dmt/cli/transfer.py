@@ -32,7 +32,10 @@ def add_transfer_command(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
         description="Text-driven motion transfer (Yatim et al., CVPR 2024) on ZeroScope. The input is "
         "cut to --num-frames frames and resized to --width x --height (aspect ratio not kept), "
         "DDIM-inverted with the source prompt, and a new video is sampled with the target prompt "
-        "while its space-time features are optimised to move like the input's. Defaults are the authors'.",
+        "while its space-time features are optimised to move like the input's. Defaults are the authors'. "
+        "A Wan 2.1 --model (folder or hub id) runs attention-motion-flow guidance instead: frames 4k + 1 (default "
+        "up to 33), sides multiples of 16, CFG 5 unless --guidance-scale is given; the ZeroScope-only options "
+        "are refused.",
         formatter_class=HelpFormatter,
     )
     S = TRANSFER  # every algorithm option's default, range and help: dmt.settings
@@ -49,7 +52,8 @@ def add_transfer_command(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
     io.add_argument("--save-inversion", metavar="FILE", help="save inversion + targets (.safetensors) for reuse")
     io.add_argument("--load-inversion", metavar="FILE", help="reuse a saved inversion instead of inverting again")
     m = p.add_argument_group("model")
-    m.add_argument("--model", default=DEFAULT_MODEL, help="diffusers folder or hub repo id (CC BY-NC 4.0 weights)")
+    m.add_argument("--model", default=DEFAULT_MODEL, help="diffusers folder or hub repo id: ZeroScope (CC BY-NC 4.0 "
+                   "weights) or Wan2.1-T2V-1.3B (Apache-2.0)")
     m.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     m.add_argument("--dtype", default=None, choices=["float16", "bfloat16", "float32"],
                    help="weights dtype (default: float16 on GPU, float32 on CPU)")
@@ -177,6 +181,10 @@ def run_transfer(args: argparse.Namespace) -> int:
         choose_codec(args.out, args.codec)
     except ValueError as exc:
         raise InputError(f"--out/--codec: {exc}") from None
+    from .transfer_wan import is_wan_source, run_wan_transfer
+
+    if is_wan_source(args.model):
+        return run_wan_transfer(args, device, dtype)
     fps = args.fps
     frames = None
     if args.video is not None:

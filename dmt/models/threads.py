@@ -36,8 +36,9 @@ def choose_threads(unet_parameters: int, requested: int | None = None,
 
 
 def unet_parameters(model) -> int:
-    """Parameter count of `model.unet`."""
-    return sum(p.numel() for p in model.unet.parameters())
+    """Parameter count of the denoiser: `model.unet` (ZeroScope) or `model.transformer` (Wan)."""
+    denoiser = model.transformer if getattr(model, "kind", "zeroscope") == "wan" else model.unet
+    return sum(p.numel() for p in denoiser.parameters())
 
 
 def set_threads_for(model, requested: int | None = None, environ: Mapping[str, str] | None = None) -> int | None:

@@ -1,0 +1,94 @@
+"""`transfer` with a Wan 2.1 model (--model is a Wan folder or hub repo id): attention-motion-flow
+guidance through the same `dmt.transfer` call. The ZeroScope options that have no Wan meaning
+are refused when given another value than their default; the shared ones are passed on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..errors import InputError
+from ..settings import TRANSFER
+
+#: options that mean something only for ZeroScope (the SMM guidance, DDIM inversion, context windows)
+ZEROSCOPE_ONLY = ("inversion_steps", "guidance_window", "optimization_steps", "lr_range", "constant_lr", "no_restart",
+                  "loss", "prompt_prefix", "gradient_checkpointing", "low_memory", "preset", "context_length",
+                  "context_overlap", "context_fuse")
+#: Wan's own defaults where they differ from ZeroScope's table: frames (4k + 1; 33 fits 12 GB at
+#: 480x832 as the target) and classifier-free guidance
+WAN_MAX_FRAMES, WAN_GUIDANCE_SCALE = 33, 5.0
+
+
+def is_wan_source(source: str) -> bool:
+    """True for a local Wan folder (by its JSON files) or a hub repo id naming Wan."""
+    from ..models.folders import identify_folder
+
+    path = Path(source)
+    if path.is_dir():
+        return identify_folder(path).kind == "wan"
+    return "/" in source and source.split("/")[-1].lower().startswith("wan")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def refuse_zeroscope_options(args: argparse.Namespace) -> None:
+    """InputError naming every ZeroScope-only option given a non-default value, and the file options."""
+    given = [_flag(k) for k in ZEROSCOPE_ONLY if hasattr(args, k) and getattr(args, k) != TRANSFER[k].default]
+    given += [_flag(k) for k in ("save_inversion", "load_inversion") if getattr(args, k, None)]
+    if given:
+        raise InputError(
+            f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to ZeroScope only; the model is a Wan "
+            f"2.1 model, which uses attention-motion-flow guidance (its options here: --steps, --guidance-scale, "
+            f"--seed, --negative-prompt, --downsample-factor, sizes and frames). Leave {'it' if len(given) == 1 else 'them'} "
+            f"out, or give a ZeroScope --model.")
+
+
+def wan_frame_count(available: int, asked: int | None) -> int:
+    """The frames to take: `asked` when given (it must be 4k + 1), else the largest 4k + 1 up to
+    min(available, 33). InputError when fewer than 5 frames are available."""
+    from ..models.wan import check_wan_frames
+
+    if asked:
+        return check_wan_frames(asked)
+    n = min(available, WAN_MAX_FRAMES)
+    if n < 5:
+        raise InputError(f"The video has {available} frame(s); Wan needs at least 5 (4k + 1 frames).")
+    return (n - 1) // 4 * 4 + 1
+
+
+def run_wan_transfer(args: argparse.Namespace, device: str, dtype: str) -> int:
+    """The Wan branch of `transfer` (after the shared checks of run_transfer)."""
+    from ..io.video import read_video, write_video
+    from ..models.latents import prepare_frames
+    from ..models.wan import check_wan_size, load_wan
+    from ..transfer import pipeline
+    from ..transfer.amf_guidance import AMFSettings
+    from .common import progress_bar, use_threads
+
+    refuse_zeroscope_options(args)
+    if args.video is None:
+        raise InputError("Give --video: Wan inversions are not saved to files yet.")
+    check_wan_size(args.width, args.height)
+    clip = read_video(args.video)
+    count = wan_frame_count(len(range(args.start, clip.frames.shape[0], args.stride)), args.num_frames)
+    frames = prepare_frames(clip.frames, args.width, args.height, count, args.start, args.stride)
+    print(f"input: {clip.frames.shape[0]} frames {clip.frames.shape[2]}x{clip.frames.shape[1]} -> "
+          f"{frames.shape[0]} frames {args.width}x{args.height}", file=sys.stderr)
+    print(f"loading {args.model} (Wan 2.1, {dtype}, {device})", file=sys.stderr)
+    model = load_wan(args.model, dtype, device)
+    use_threads(args, model)
+    scale = args.guidance_scale if args.guidance_scale != TRANSFER["guidance_scale"].default else WAN_GUIDANCE_SCALE
+    amf = AMFSettings(num_steps=args.steps, guidance_scale=scale)
+    result = pipeline.transfer(
+        model, frames, args.source_prompt, args.target_prompt, negative_prompt=args.negative_prompt, seed=args.seed,
+        downsample_factor=args.downsample_factor, amf=amf,
+        on_step=progress_bar({"inversion": "inverting", "targets": "targets", "sampling": "sampling"}))
+    out = write_video(args.out, result.frames, args.fps or clip.fps or 8.0, codec=args.codec)
+    if args.frames_dir:
+        write_video(Path(args.frames_dir), result.frames)
+    print(f"wrote {out} ({result.frames.shape[0]} frames, {result.frames.shape[2]}x{result.frames.shape[1]})")
+    return 0
