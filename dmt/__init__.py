@@ -5,7 +5,9 @@ Stages (each callable alone, each returning data):
     load_zeroscope → prepare_frames → invert_video → extract_targets → low_frequency_init
     → guided_sample → decode_latents;  or `transfer` for all of them.
 On Wan 2.1 (load_wan), `transfer` runs attention-motion-flow guidance: extract_amf_targets →
-    amf_guided_sample (dmt.transfer.amf_guidance, dmt.transfer.wan_transfer).
+    amf_guided_sample (dmt.transfer.amf_guidance, dmt.transfer.wan_transfer); with
+    AMFSettings(guidance="smm") the paper's SMM guidance on transformer blocks: extract_smm_targets
+    → the same amf_guided_sample (dmt.transfer.wan_smm, dmt.transfer.block_features).
 Motion customization (dmt.customize): load_examples → encode_examples → train_motion → save_motion /
     load_motion → apply_motions → generate_video.
 Metric: motion_fidelity(original, edited) (the paper's Motion-Fidelity score, offline tracker).
@@ -27,7 +29,9 @@ from .transfer.noise_init import low_frequency_init, low_pass
 from .transfer.presets import PRESETS, Preset, apply_preset, get_preset, preset_kwargs
 from .io.preview import latent_preview
 from .transfer.pipeline import TransferResult, transfer
-from .transfer.amf_guidance import AMFSampleResult, AMFSettings, AMFTargets, amf_guided_sample, extract_amf_targets
+from .transfer.amf_guidance import (AMFSampleResult, AMFSettings, AMFTargets, WanSMMTargets, amf_guided_sample,
+                                   extract_amf_targets)
+from .transfer.wan_smm import extract_smm_targets
 from .transfer.wan_transfer import FlowInversion
 from .transfer.sampler import GuidanceSettings, SampleResult, denoise_step, guided_sample, optimize_latent
 from .transfer.schedule import Schedule, make_schedule, valid_inversion_steps

@@ -1,4 +1,5 @@
-"""Attention-motion-flow (AMF) guidance on Wan 2.1, as DiTFlow (CVPR 2025) guides a video DiT.
+"""Guided sampling on Wan 2.1: attention-motion-flow (AMF) guidance, as DiTFlow (CVPR 2025) guides
+a video DiT, or the paper's SMM guidance (AMFSettings.guidance "smm", dmt.transfer.wan_smm).
 
 1. `extract_amf_targets`: the reference video's clean latent (sigma 0, timestep 0) goes through
    the transformer with the source prompt up to one block's self-attention keys; the queries and
@@ -9,6 +10,9 @@
    steps, the latent itself is optimised with Adam for `iterations` iterations on the mean squared
    difference between its own AMF (current timestep, target prompt) and the reference's. The
    transformer is frozen throughout: only the latent receives gradients.
+   With guidance "smm" the targets are WanSMMTargets (dmt.transfer.wan_smm.extract_smm_targets)
+   and the loss of guided step k is the paper's SMM loss (dmt.transfer.loss.total_loss) between
+   the chosen blocks' SMMs of the latent and the reference's at step k; all else is shared.
 
 Latents are (1, 16, F', h, w) float32, normalised as dmt.models.wan_ops hands them to the
 transformer; the patch grid is (F', h/2, w/2).
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -33,10 +38,15 @@ from ..models.wan_ops import encode_prompt, predict_velocity
 from ..models.zeroscope import same_model
 from ..settings import DEFAULT_NEGATIVE_PROMPT
 from .attention_flow import amf_loss, attention_flow, forward_qk, patch_grid
+from .block_features import check_block_indices, default_smm_blocks, latent_smm_loss
+from .loss import LOSS_FORMS
 from .flow_matching import FlowSchedule, euler_step, flow_schedule
 
-__all__ = ["AMFSettings", "AMFTargets", "AMFSampleResult", "extract_amf_targets", "amf_guided_sample",
-           "latent_amf_loss", "check_made_with"]
+__all__ = ["AMFSettings", "AMFTargets", "WanSMMTargets", "AMFSampleResult", "GUIDANCES", "extract_amf_targets",
+           "amf_guided_sample", "latent_amf_loss", "check_made_with", "require_wan"]
+
+#: Wan's guidance choices: attention motion flow (DiTFlow) or the paper's space-time feature SMMs
+GUIDANCES: tuple[str, ...] = ("amf", "smm")
 
 
 def _is_whole(v) -> bool:
@@ -53,7 +63,8 @@ def _refuse(name: str, value, requirement: str, default) -> None:
 
 @dataclass(frozen=True)
 class AMFSettings:
-    """Settings of attention-motion-flow guidance on Wan (defaults: DiTFlow's schedule, Wan's CFG).
+    """Settings of guided sampling on Wan (defaults: attention motion flow with DiTFlow's schedule,
+    Wan's CFG). The public name stays AMFSettings; `guidance` chooses the loss.
 
     num_steps: Euler sampling steps on the model's flow schedule (50; 1 to 1000).
     guidance_scale: classifier-free guidance scale of the velocity (5.0, Wan's own; 1 to 30; 1
@@ -69,6 +80,14 @@ class AMFSettings:
         each in (0, 1]).
     guided_fraction: the first ceil(guided_fraction · num_steps) steps are guided (0.2: 10 of 50;
         0 to 1).
+    guidance: "amf" (attention motion flow: block_index, temperature, window, chunk) or "smm" (the
+        paper's space-time feature loss: smm_blocks, smm_loss). Everything else is shared. The
+        defaults above are DiTFlow's schedule for both; the paper's own on ZeroScope is
+        iterations 10, lr_range (0.007, 0.004), guided_fraction 0.4.
+    smm_blocks: the transformer blocks whose hidden states give the SMMs (None: the middle block
+        and the next, resolved at run time: (15, 16) of Wan2.1-T2V-1.3B's 30; see
+        dmt.transfer.block_features); distinct whole numbers from 0 to len(blocks) - 1.
+    smm_loss: "cosine" (the authors' code) or "l2" (the paper's equation), as dmt.transfer.loss.
     """
 
     num_steps: int = 50
@@ -80,6 +99,9 @@ class AMFSettings:
     iterations: int = 5
     lr_range: tuple[float, float] = (0.002, 0.001)
     guided_fraction: float = 0.2
+    guidance: str = "amf"
+    smm_blocks: tuple[int, ...] | None = None
+    smm_loss: str = "cosine"
 
     def validate(self) -> None:
         """Raise InputError, naming the setting, its range and default, for unusable values."""
@@ -104,6 +126,15 @@ class AMFSettings:
                     d["lr_range"].default)
         if not _is_number(self.guided_fraction) or not 0 <= self.guided_fraction <= 1:
             _refuse("guided_fraction", self.guided_fraction, "a number from 0 to 1", d["guided_fraction"].default)
+        if not isinstance(self.guidance, str) or self.guidance not in GUIDANCES:
+            _refuse("guidance", self.guidance, f"one of {', '.join(map(repr, GUIDANCES))}", d["guidance"].default)
+        blocks = self.smm_blocks
+        listed = isinstance(blocks, (tuple, list)) and len(blocks) > 0
+        if blocks is not None and (not listed or len(set(blocks)) != len(blocks)
+                                   or not all(_is_whole(b) and b >= 0 for b in blocks)):
+            _refuse("smm_blocks", blocks, "None (the middle block and the next) or distinct whole numbers >= 0", None)
+        if not isinstance(self.smm_loss, str) or self.smm_loss not in LOSS_FORMS:
+            _refuse("smm_loss", self.smm_loss, f"one of {', '.join(map(repr, LOSS_FORMS))}", d["smm_loss"].default)
 
     def block_for(self, model: Wan) -> int:
         """The block index to use on `model`: block_index, or len(blocks) // 2 when None.
@@ -114,6 +145,20 @@ class AMFSettings:
             raise InputError(f"AMF setting block_index {block} does not exist: this transformer has {n} blocks, so "
                              f"use a whole number from 0 to {n - 1} (or None for the middle block, {n // 2}).")
         return block
+
+    def smm_blocks_for(self, model: Wan) -> tuple[int, ...]:
+        """The blocks SMM guidance reads on `model`: smm_blocks, or default_smm_blocks(len(blocks))
+        when None. Raises InputError naming the valid range when the model lacks one."""
+        if self.smm_blocks is None:
+            return default_smm_blocks(len(model.transformer.blocks))
+        return check_block_indices(model.transformer, self.smm_blocks)
+
+    def check_blocks(self, model: Wan) -> None:
+        """Refuse (InputError) a block the chosen guidance reads but `model` lacks."""
+        if self.guidance == "smm":
+            self.smm_blocks_for(model)
+        else:
+            self.block_for(model)
 
     def num_guided(self) -> int:
         """Guided steps: ceil(guided_fraction · num_steps) (at least one when the fraction is above
@@ -153,6 +198,8 @@ class AMFTargets:
     model_name: str = ""
     #: the base model these targets belong to (ZeroScope's SMM targets are dmt.Targets)
     kind: ClassVar[str] = "wan"
+    #: the AMFSettings.guidance they serve
+    guidance: ClassVar[str] = "amf"
 
     @property
     def num_steps(self) -> int:
@@ -161,19 +208,57 @@ class AMFTargets:
 
 
 @dataclass
+class WanSMMTargets:
+    """The reference video's SMMs at every guided step, and what they were made with
+    (dmt.transfer.wan_smm.extract_smm_targets).
+
+    smms: block index → (G, F', D) float32 on the CPU: row k is the block's SMM of the reference's
+        flow-inversion latent at sigmas[k] (timestep sigmas[k] · 1000), source prompt, no CFG.
+    blocks: the blocks read (resolved), in the settings' order.
+    grid: (F', h', w') patch grid; latent_shape: (1, 16, F', h, w) of the reference latent.
+    schedule: the flow schedule sampling follows; source_prompt: as encoded.
+    model_fingerprint / model_name: the Wan that made them (other models' targets are refused).
+    """
+
+    smms: dict[int, torch.Tensor]
+    blocks: tuple[int, ...]
+    grid: tuple[int, int, int]
+    latent_shape: tuple[int, ...]
+    schedule: FlowSchedule = field(repr=False)
+    source_prompt: str = ""
+    model_fingerprint: str = ""
+    model_name: str = ""
+    kind: ClassVar[str] = "wan"
+    guidance: ClassVar[str] = "smm"
+
+    @property
+    def num_steps(self) -> int:
+        """Sampling steps of the schedule the targets were made for."""
+        return self.schedule.num_steps
+
+    @property
+    def num_guided(self) -> int:
+        """G: the guided steps the targets cover (the first G of the schedule)."""
+        return int(next(iter(self.smms.values())).shape[0]) if self.smms else 0
+
+
+@dataclass
 class AMFSampleResult:
-    """latents: final (1, 16, F', h, w) float32 clean latent. losses: guided step index → AMF loss
-    (patch²) before each Adam iteration. timesteps: the model timestep of every sampling step."""
+    """latents: final (1, 16, F', h, w) float32 clean latent. losses: guided step index → guidance
+    loss before each Adam iteration (AMF: patch²; SMM: smm_loss summed over the blocks).
+    timesteps: the model timestep of every sampling step."""
 
     latents: torch.Tensor
     losses: dict[int, list[float]] = field(default_factory=dict)
     timesteps: list[float] = field(default_factory=list)
 
 
-def _check_model(model) -> None:
+def require_wan(model, what: str = "Attention-motion-flow guidance") -> None:
+    """Raise InputError unless `model` is a Wan (what: the feature that needs it)."""
     if getattr(model, "kind", None) != "wan":
-        raise InputError(f"Attention-motion-flow guidance runs on Wan (dmt.load_wan); got a "
+        raise InputError(f"{what} runs on Wan (dmt.load_wan); got a "
                          f"{getattr(model, 'kind', type(model).__name__)} model.")
+
 
 
 def latent_amf_loss(model: Wan, targets: AMFTargets, latent: torch.Tensor, t: float, text: torch.Tensor,
@@ -209,7 +294,7 @@ def extract_amf_targets(model: Wan, x0: torch.Tensor, source_prompt: str,
         InputError: a model that is not Wan, a latent of another layout or of fewer than 2 latent
             frames, or unusable settings.
     """
-    _check_model(model)
+    require_wan(model)
     settings.validate()
     z_dim = int(model.vae.config.z_dim)
     if not isinstance(x0, torch.Tensor) or x0.ndim != 5 or tuple(x0.shape[:2]) != (1, z_dim):
@@ -240,13 +325,26 @@ def check_made_with(model: Wan, what: str, fingerprint: str, name: str, remedy: 
             f"'{model.name}' (fingerprint {model.fingerprint}); {remedy}.")
 
 
-def _check_targets(model: Wan, targets: AMFTargets, settings: AMFSettings) -> None:
-    if not isinstance(targets, AMFTargets):
+#: guidance → (what its targets are called, the function that extracts them)
+_EXTRACTORS = {"amf": ("attention-flow", "extract_amf_targets"),
+               "smm": ("SMM", "dmt.transfer.wan_smm.extract_smm_targets")}
+
+
+def _check_targets(model: Wan, targets: AMFTargets | WanSMMTargets, settings: AMFSettings) -> None:
+    name, extractor = _EXTRACTORS[settings.guidance]
+    expected = WanSMMTargets if settings.guidance == "smm" else AMFTargets
+    if not isinstance(targets, expected):
+        if isinstance(targets, (AMFTargets, WanSMMTargets)):
+            raise InputError(f"These are Wan targets for guidance {targets.guidance!r}, but the settings ask for "
+                             f"guidance {settings.guidance!r}; use the same guidance for extraction and sampling.")
         kind = getattr(targets, "kind", None) or ("zeroscope" if hasattr(targets, "smms") else type(targets).__name__)
-        raise InversionMismatchError(f"These targets are {kind} targets, not Wan attention-flow targets; extract "
-                                     f"them with extract_amf_targets on the Wan model.")
-    check_made_with(model, "These AMF targets", targets.model_fingerprint, targets.model_name,
-                    "extract the targets again with this model")
+        raise InversionMismatchError(f"These targets are {kind} targets, not Wan {name} targets; extract "
+                                     f"them with {extractor} on the Wan model.")
+    check_made_with(model, f"These {'SMM' if settings.guidance == 'smm' else 'AMF'} targets",
+                    targets.model_fingerprint, targets.model_name, "extract the targets again with this model")
+    if settings.guidance == "smm":
+        _check_smm_targets(model, targets, settings)
+        return
     block = settings.block_for(model)
     made = (targets.block_index, targets.temperature, targets.window, targets.num_steps)
     asked = (block if settings.block_index is not None else targets.block_index, float(settings.temperature),
@@ -256,6 +354,30 @@ def _check_targets(model: Wan, targets: AMFTargets, settings: AMFSettings) -> No
             f"The targets were made with block_index {made[0]}, temperature {made[1]:g}, window {made[2]} and "
             f"{made[3]} steps, the settings ask for block_index {asked[0]}, temperature {asked[1]:g}, window "
             f"{asked[2]} and {asked[3]} steps. Use the same settings for extraction and sampling.")
+
+
+def _check_smm_targets(model: Wan, targets: WanSMMTargets, settings: AMFSettings) -> None:
+    blocks = settings.smm_blocks_for(model) if settings.smm_blocks is not None else targets.blocks
+    if (tuple(targets.blocks), targets.num_steps) != (tuple(blocks), settings.num_steps):
+        raise InputError(f"The targets were made with smm_blocks {tuple(targets.blocks)} and {targets.num_steps} "
+                         f"steps, the settings ask for smm_blocks {tuple(blocks)} and {settings.num_steps} steps. "
+                         f"Use the same settings for extraction and sampling.")
+    if targets.num_guided < settings.num_guided():
+        raise InputError(f"The targets cover {targets.num_guided} guided steps, the settings guide "
+                         f"{settings.num_guided()}; extract them with the same guided_fraction and iterations.")
+
+
+def _guidance_loss(model: Wan, targets: AMFTargets | WanSMMTargets, settings: AMFSettings, cond: torch.Tensor,
+                   guided: int) -> Callable[[torch.Tensor, int, float], torch.Tensor]:
+    """loss(latent, step, t) of the chosen guidance at guided step `step` (model timestep t), with
+    the targets of the `guided` steps moved to the model's device once (call inside the sampler's
+    inference_mode(False) block)."""
+    if settings.guidance == "smm":
+        reference = {b: s[:guided].to(model.device).clone() for b, s in targets.smms.items()}
+        return lambda x, step, t: latent_smm_loss(model, {b: s[step] for b, s in reference.items()}, x, t, cond,
+                                                  settings.smm_loss)
+    moved = dataclasses.replace(targets, flow=targets.flow.to(model.device).clone())
+    return lambda x, step, t: latent_amf_loss(model, moved, x, t, cond, settings.chunk)
 
 
 def _cfg_velocity(model: Wan, x: torch.Tensor, t: float, cond: torch.Tensor, uncond: torch.Tensor | None,
@@ -271,7 +393,7 @@ def _cfg_velocity(model: Wan, x: torch.Tensor, t: float, cond: torch.Tensor, unc
 
 def amf_guided_sample(
     model: Wan,
-    targets: AMFTargets,
+    targets: AMFTargets | WanSMMTargets,
     init: torch.Tensor,
     target_prompt: str,
     negative_prompt: str = DEFAULT_NEGATIVE_PROMPT,
@@ -280,15 +402,19 @@ def amf_guided_sample(
     on_step: OnStep = no_progress,
     check_interrupt: CheckInterrupt = never_interrupt,
 ) -> AMFSampleResult:
-    """Sample a video whose attention motion flow follows `targets`.
+    """Sample a video whose attention motion flow (guidance "amf") or space-time feature SMMs
+    (guidance "smm") follow `targets`.
 
     Args:
-        targets: from extract_amf_targets with the same model and settings (block, temperature,
-            window, num_steps); its schedule gives the sigmas.
+        targets: guidance "amf": AMFTargets from extract_amf_targets with the same model and
+            settings (block, temperature, window, num_steps); guidance "smm": WanSMMTargets from
+            extract_smm_targets (same smm_blocks and num_steps, covering the guided steps). Their
+            schedule gives the sigmas.
         init: (1, 16, F', h, w) latent at the schedule's first sigma (≈ 1; see
             dmt.transfer.wan_transfer.flow_init), of the targets' latent shape.
         target_prompt: what the new video shows (not empty). negative_prompt: CFG's unconditional prompt.
-        settings: guidance_scale, iterations, lr_range, guided_fraction and chunk are used here.
+        settings: guidance, guidance_scale, iterations, lr_range, guided_fraction, and chunk
+            (AMF) or smm_loss (SMM) are used here.
         on_step: ("guidance", i, total, latent) after each Adam iteration and ("sampling", i,
             total, latent) after each Euler step; total counts both.
         check_interrupt: called before every Adam iteration and every step (dmt.io.progress).
@@ -297,7 +423,7 @@ def amf_guided_sample(
     Works inside torch.inference_mode(). The transformer gets no gradients and is not changed:
     its requires_grad flags are restored on every exit path (cancel and errors included).
     """
-    _check_model(model)
+    require_wan(model)
     settings.validate()
     if not isinstance(target_prompt, str) or not target_prompt.strip():
         raise InputError("The target prompt is empty: describe what the new video should show.")
@@ -321,9 +447,10 @@ def amf_guided_sample(
     cond = encode_prompt(model, target_prompt)
     uncond = None if settings.guidance_scale == 1 else encode_prompt(model, negative_prompt)
     result = AMFSampleResult(latents=init, timesteps=timesteps)
-    with torch.inference_mode(False), explain_out_of_memory("AMF-guided sampling"), frozen(model.transformer):
+    what = f"{settings.guidance.upper()}-guided sampling"
+    with torch.inference_mode(False), explain_out_of_memory(what), frozen(model.transformer):
         x = init.detach().to(model.device, torch.float32).clone()
-        reference = dataclasses.replace(targets, flow=targets.flow.to(model.device).clone())  # moved once
+        guidance_loss = _guidance_loss(model, targets, settings, cond, guided)
         for step, t in enumerate(timesteps):
             if step < guided:
                 x_opt = x.detach().clone().requires_grad_(True)
@@ -333,7 +460,7 @@ def amf_guided_sample(
                     checkpoint(check_interrupt)
                     optimiser.zero_grad(set_to_none=True)
                     with torch.enable_grad():
-                        loss = latent_amf_loss(model, reference, x_opt, t, cond, settings.chunk)
+                        loss = guidance_loss(x_opt, step, t)
                         loss.backward()
                     optimiser.step()
                     losses.append(loss.detach())

@@ -27,11 +27,22 @@ from ..errors import InputError
 from ..models.wan import Wan
 from ..models.wan_ops import predict_velocity
 
-__all__ = ["capture_qk", "forward_qk", "patch_grid", "frame_pairs", "attention_flow", "amf_loss"]
+__all__ = ["capture_qk", "forward_qk", "patch_grid", "frame_pairs", "attention_flow", "amf_loss", "StopForward",
+           "forward_until_stop"]
 
 
-class _StopForward(Exception):
-    """Raised from the key hook to end the transformer's forward after block i's keys."""
+class StopForward(Exception):
+    """Raised from a forward hook to end the transformer's forward there (nothing after it runs)."""
+
+
+def forward_until_stop(model: Wan, latent: torch.Tensor, t: float, text: torch.Tensor, where: str) -> None:
+    """Run `predict_velocity` (same arguments) until a hook raises StopForward; RuntimeError naming
+    `where` (the point the hook sits at) when the forward ends without reaching it."""
+    try:
+        predict_velocity(model, latent, t, text)
+    except StopForward:
+        return
+    raise RuntimeError(f"The transformer forward never reached {where}.")
 
 
 def _attention_of(transformer: torch.nn.Module, block_index: int) -> torch.nn.Module:
@@ -53,7 +64,7 @@ def capture_qk(transformer: torch.nn.Module, block_index: int,
     Args:
         transformer: a WanTransformer3DModel (its `blocks[i].attn1.norm_q` / `.norm_k` are hooked).
         block_index: 0 to len(blocks) - 1.
-        stop: end each forward right after the keys (the exception `_StopForward` escapes the
+        stop: end each forward right after the keys (the exception `StopForward` escapes the
             transformer call: use `forward_qk`, which catches it); nothing after them is computed.
     Yields:
         dict with 'q' and 'k': (B, N, heads · head_dim) in the model's dtype, overwritten by every
@@ -67,7 +78,7 @@ def capture_qk(transformer: torch.nn.Module, block_index: int,
         def hook(_module, _inputs, output):
             store[name] = output
             if stop and name == "k":
-                raise _StopForward
+                raise StopForward
 
         return hook
 
@@ -91,12 +102,7 @@ def forward_qk(model: Wan, latent: torch.Tensor, t: float, text: torch.Tensor,
         gradients are on.
     """
     with capture_qk(model.transformer, block_index, stop=True) as store:
-        try:
-            predict_velocity(model, latent, t, text)
-        except _StopForward:
-            pass
-        else:
-            raise RuntimeError(f"The transformer forward never reached block {block_index}'s keys.")
+        forward_until_stop(model, latent, t, text, f"block {block_index}'s keys")
     return store["q"], store["k"]
 
 

@@ -20,7 +20,7 @@ from ..transfer.sampler import GuidanceSettings, SampleResult, guided_sample
 from ..transfer.targets import Targets, extract_targets
 from ..models.text import AUTHORS_PROMPT_PREFIX, DEFAULT_NEGATIVE_PROMPT, with_prefix
 from ..models.wan import Wan
-from ..transfer.amf_guidance import AMFSampleResult, AMFSettings, AMFTargets
+from ..transfer.amf_guidance import AMFSampleResult, AMFSettings, AMFTargets, WanSMMTargets
 from ..transfer.wan_transfer import FlowInversion, refuse_wan_options, refuse_zeroscope_options, transfer_wan
 
 
@@ -31,12 +31,13 @@ class TransferResult:
     ZeroScope: inversion is an Inversion (DDIM), targets the SMM Targets, init_latent the
     (1, 4, F, h, w) low-frequency init, sample a SampleResult.
     Wan: inversion is a FlowInversion (the reference latent and, unless wan_init "noise", its flow
-    inversion), targets the AMFTargets, init_latent (1, 16, F', h, w), sample an AMFSampleResult.
+    inversion), targets the AMFTargets (guidance "amf") or WanSMMTargets (guidance "smm"),
+    init_latent (1, 16, F', h, w), sample an AMFSampleResult.
     """
 
     frames: torch.Tensor
     inversion: Inversion | FlowInversion
-    targets: Targets | AMFTargets
+    targets: Targets | AMFTargets | WanSMMTargets
     init_latent: torch.Tensor
     sample: SampleResult | AMFSampleResult
 
@@ -78,8 +79,9 @@ def transfer(
 
     Wan (model.kind == "wan", dmt.load_wan): frames (4k + 1, H, W, 3), H and W multiples of 16;
     encode → flow inversion with the source prompt (unless wan_init "noise") → attention-motion-flow
-    targets from the clean reference latent → initial latent → AMF-guided Euler sampling → decode
-    (dmt.transfer.wan_transfer, dmt.transfer.amf_guidance).
+    targets from the clean reference latent (or, with amf=AMFSettings(guidance="smm"), SMM targets
+    from the inverted latents at the guided steps) → initial latent → guided Euler sampling → decode
+    (dmt.transfer.wan_transfer, dmt.transfer.amf_guidance, dmt.transfer.wan_smm).
     amf: Wan's settings (AMFSettings; None: its defaults). wan_init: Wan's initial latent (None:
         "low_frequency", which uses downsample_factor and the seed; "inversion"; "noise").
     Shared by both models: negative_prompt, seed, downsample_factor, inversion (a FlowInversion for

@@ -10,6 +10,11 @@ Initial latent (`init`, transfer()'s `wan_init`; default "low_frequency"):
 - "noise": seeded Gaussian noise, as DiTFlow samples (no inversion is run).
 The inversion is plain Euler up the sampling schedule with the source prompt, no CFG
 (dmt.transfer.flow_matching.invert_flow).
+
+Guidance (AMFSettings.guidance): "amf" reads its targets from the clean reference latent
+(dmt.transfer.amf_guidance); "smm" from the inverted latents at the guided steps, which the
+inversion then keeps (FlowInversion.trajectory; dmt.transfer.wan_smm), so SMM guidance runs the
+inversion whatever the init (unless nothing is guided).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from ..models.wan import Wan
 from ..models.wan_ops import decode_latents, encode_prompt, encode_video, predict_velocity
 from .amf_guidance import AMFSettings, amf_guided_sample, check_made_with, extract_amf_targets
 from .flow_matching import FlowSchedule, flow_schedule, invert_flow
+from .wan_smm import check_inversion_schedule, extract_smm_targets
 from .noise_init import DEFAULT_DOWNSAMPLE_FACTOR, check_downsample_factor, low_pass, seeded_noise
 
 __all__ = ["FlowInversion", "WAN_INITS", "DEFAULT_WAN_INIT", "invert_wan", "flow_init", "transfer_wan",
@@ -56,6 +62,8 @@ class FlowInversion:
         prompt, or None when no inversion was run (init "noise").
     sigmas: (N + 1,) the schedule inverted along (None without inversion).
     source_prompt: the prompt the inversion used. model_fingerprint / model_name: the Wan that made it.
+    trajectory: (K, 1, 16, F', h, w) float32 on the CPU: the inverted latents at sigmas[0 … K-1]
+        (trajectory[0] equals noisiest), kept for SMM targets (invert_wan's keep_steps), or None.
     """
 
     x0: torch.Tensor
@@ -64,6 +72,7 @@ class FlowInversion:
     source_prompt: str = ""
     model_fingerprint: str = ""
     model_name: str = ""
+    trajectory: torch.Tensor | None = None
     #: the base model this inversion belongs to (ZeroScope's is dmt.Inversion)
     kind: ClassVar[str] = "wan"
 
@@ -74,20 +83,26 @@ class FlowInversion:
 
 
 def invert_wan(model: Wan, x0: torch.Tensor, source_prompt: str, schedule: FlowSchedule, *,
-               on_step: OnStep = no_progress, check_interrupt: CheckInterrupt = never_interrupt) -> FlowInversion:
+               keep_steps: int = 0, on_step: OnStep = no_progress,
+               check_interrupt: CheckInterrupt = never_interrupt) -> FlowInversion:
     """Euler inversion of `x0` (1, 16, F', h, w) up `schedule` with the source prompt (no CFG).
 
+    keep_steps: K, 0 to N: also keep the latents at sigmas[0 … K-1] (the first K sampling steps'
+        starting points) as `trajectory` on the CPU, for SMM targets; 0 keeps none.
     on_step: ("inversion", i, N, latent) per step. Returns FlowInversion with x0 and the latent
     at schedule.sigmas[0], both float32 on the model's device.
     """
+    if isinstance(keep_steps, bool) or not isinstance(keep_steps, int) or not 0 <= keep_steps <= schedule.num_steps:
+        raise InputError(f"keep_steps must be a whole number from 0 to {schedule.num_steps}; got {keep_steps!r}.")
     text = encode_prompt(model, source_prompt)
     scale = float(schedule.num_train_timesteps)
     x0 = x0.detach().to(model.device, torch.float32)
     with evaluation():
         path = invert_flow(lambda x, sigma: predict_velocity(model, x, sigma * scale, text), x0, schedule,
                            on_step=on_step, check_interrupt=check_interrupt)
+    kept = torch.stack([x.cpu() for x in path[:keep_steps]]) if keep_steps else None
     return FlowInversion(x0=x0, noisiest=path[0], sigmas=schedule.sigmas.clone(), source_prompt=source_prompt,
-                         model_fingerprint=model.fingerprint, model_name=model.name)
+                         model_fingerprint=model.fingerprint, model_name=model.name, trajectory=kept)
 
 
 def flow_init(inversion: FlowInversion, init: str = DEFAULT_WAN_INIT, seed: int = 0,
@@ -167,7 +182,7 @@ def transfer_wan(model: Wan, frames: torch.Tensor | None, source_prompt: str, ta
         raise InputError(f"downsample_factor applies to the 'low_frequency' init only, not to '{init}'.")
     if not isinstance(target_prompt, str) or not target_prompt.strip():
         raise InputError("The target prompt is empty: describe what the new video should show.")
-    settings.block_for(model)  # a missing block is refused before the slow stages
+    settings.check_blocks(model)  # a missing block is refused before the slow stages
     schedule = flow_schedule(model.scheduler, settings.num_steps)
     if inversion is None:
         checkpoint(check_interrupt)
@@ -179,17 +194,19 @@ def transfer_wan(model: Wan, frames: torch.Tensor | None, source_prompt: str, ta
                                   model_name=model.name)
     else:
         inversion = _check_inversion(model, inversion)
-    if init != "noise":
-        made = inversion.sigmas
-        if inversion.noisiest is None:
-            inversion = invert_wan(model, inversion.x0, source_prompt, schedule, on_step=on_step,
-                                   check_interrupt=check_interrupt)
-        elif made is None or made.shape != schedule.sigmas.shape or not torch.allclose(made, schedule.sigmas):
-            raise InversionMismatchError(
-                f"This inversion was made along {0 if made is None else made.numel() - 1} steps, sampling uses "
-                f"{schedule.num_steps}; set AMFSettings(num_steps=...) to match or invert again.")
-    targets = extract_amf_targets(model, inversion.x0, source_prompt, settings, on_step=on_step,
-                                  check_interrupt=check_interrupt)
+    keep = settings.num_guided() if settings.guidance == "smm" else 0
+    if init != "noise" or keep:
+        if inversion.noisiest is not None:
+            check_inversion_schedule(inversion.sigmas, schedule)
+        kept = 0 if inversion.trajectory is None else inversion.trajectory.shape[0]
+        if inversion.noisiest is None or kept < keep:  # SMM needs the guided steps' latents: invert (again)
+            inversion = invert_wan(model, inversion.x0, source_prompt, schedule,
+                                   keep_steps=keep, on_step=on_step, check_interrupt=check_interrupt)
+    if settings.guidance == "smm":
+        targets = extract_smm_targets(model, inversion, settings, on_step=on_step, check_interrupt=check_interrupt)
+    else:
+        targets = extract_amf_targets(model, inversion.x0, source_prompt, settings, on_step=on_step,
+                                      check_interrupt=check_interrupt)
     init_latent = flow_init(inversion, init, seed, downsample_factor)
     sample = amf_guided_sample(model, targets, init_latent, target_prompt, negative_prompt, settings,
                                on_step=on_step, check_interrupt=check_interrupt)
