@@ -52,8 +52,8 @@ def add_transfer_command(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
     io.add_argument("--save-inversion", metavar="FILE", help="save inversion + targets (.safetensors) for reuse")
     io.add_argument("--load-inversion", metavar="FILE", help="reuse a saved inversion instead of inverting again")
     m = p.add_argument_group("model")
-    m.add_argument("--model", default=DEFAULT_MODEL, help="diffusers folder or hub repo id: ZeroScope (CC BY-NC 4.0 "
-                   "weights) or Wan2.1-T2V-1.3B (Apache-2.0)")
+    m.add_argument("--model", default=DEFAULT_MODEL, help="diffusers folder or hub repo id (CC BY-NC 4.0 weights); "
+                   "a Wan2.1-T2V-1.3B one (Apache-2.0) selects the Wan path")
     m.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     m.add_argument("--dtype", default=None, choices=["float16", "bfloat16", "float32"],
                    help="weights dtype (default: float16 on GPU, float32 on CPU)")
