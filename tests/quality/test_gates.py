@@ -28,7 +28,7 @@ def not_met(measured: str, run: bool = True):
     turns red the day it passes, so the marker is removed then). run=False for the slow ones, whose
     figures come from `python -m dmt toyworld eval` (bench/README.md)."""
     return pytest.mark.xfail(strict=True, run=run, reason=f"not met by the bundled toy model: {measured} "
-                             "(bench/README.md); a longer training is the fix")
+                             "(bench/README.md; what was tried: dmt/toyworld/model/README.md)")
 
 
 @pytest.fixture(scope="module")
