@@ -7,7 +7,9 @@ Stages (each callable alone, each returning data):
 On Wan 2.1 (load_wan), `transfer` runs attention-motion-flow guidance: extract_amf_targets →
     amf_guided_sample (dmt.transfer.amf_guidance, dmt.transfer.wan_transfer); with
     AMFSettings(guidance="smm") the paper's SMM guidance on transformer blocks: extract_smm_targets
-    → the same amf_guided_sample (dmt.transfer.wan_smm, dmt.transfer.block_features).
+    → the same amf_guided_sample (dmt.transfer.wan_smm, dmt.transfer.block_features). Stage by
+    stage (as the ComfyUI nodes run it): invert_wan_video → extract_wan_targets → flow_init →
+    wan_guided_sample → decode_wan_latents (dmt.transfer.wan_stages).
 Motion customization (dmt.customize): load_examples → encode_examples → train_motion → save_motion /
     load_motion → apply_motions → generate_video.
 Metric: motion_fidelity(original, edited) (the paper's Motion-Fidelity score, offline tracker).
@@ -32,7 +34,9 @@ from .transfer.pipeline import TransferResult, transfer
 from .transfer.amf_guidance import (AMFSampleResult, AMFSettings, AMFTargets, WanSMMTargets, amf_guided_sample,
                                    extract_amf_targets)
 from .transfer.wan_smm import extract_smm_targets
-from .transfer.wan_transfer import FlowInversion
+from .transfer.wan_transfer import FlowInversion, flow_init
+from .transfer.wan_stages import (WanTargets, decode_wan_latents, extract_wan_targets, invert_wan_video,
+                                  wan_guided_sample)
 from .transfer.sampler import GuidanceSettings, SampleResult, denoise_step, guided_sample, optimize_latent
 from .transfer.schedule import Schedule, make_schedule, valid_inversion_steps
 from .transfer.inversion_files import load_inversion, save_inversion

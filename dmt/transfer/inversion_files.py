@@ -2,7 +2,9 @@
 
 Tensors: "x0", "latent.<t>", "target.<t>.<activation path>". The settings travel as JSON in the
 safetensors metadata under the key "dmt", so a file is checked against the model and the
-settings before use.
+settings before use. Wan inversions (dmt.FlowInversion) use the same format with "kind": "wan"
+in the header and the tensors "x0", "noisiest", "sigmas", "trajectory"; a file of one model kind
+given to the other is refused naming both (files without "kind" are ZeroScope's).
 
 A file holds only what later stages read: x0 and the noisiest latent (the low-frequency init) and
 the latents at the guided timesteps (target extraction): 22 latents of (1, 4, F, h, w) float32 at
@@ -28,6 +30,7 @@ from ..transfer.inversion import Inversion
 from ..models.zeroscope import same_model
 from ..transfer.schedule import Schedule, make_schedule
 from ..transfer.targets import Targets
+from ..transfer.wan_transfer import FlowInversion
 
 FORMAT = "dmt-inversion"
 VERSION = 1
@@ -65,6 +68,11 @@ def save_inversion(
     file is written under a temporary name and renamed, so `path` is never a partial file.
     Loading it gives results bit-identical to using `inversion` and `targets` directly.
     """
+    if isinstance(inversion, FlowInversion):
+        if targets is not None:
+            raise InputError("Wan targets are not saved in inversion files (extracting them again takes a few "
+                             "transformer passes); save the inversion alone.")
+        return _save_flow_inversion(Path(path), inversion)
     path = Path(path)
     tensors = {"x0": inversion.x0.detach().float().cpu().contiguous()}
     for t in saved_timesteps(inversion, targets, guidance_window):
@@ -88,6 +96,11 @@ def save_inversion(
         for t, feats in targets.smms.items():
             for name, v in feats.items():
                 tensors[f"target.{t}.{name}"] = v.detach().float().cpu().contiguous()
+    return _write(path, tensors, header)
+
+
+def _write(path: Path, tensors: dict[str, torch.Tensor], header: dict) -> Path:
+    """Write under a temporary name and rename, so `path` is never a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -98,6 +111,35 @@ def save_inversion(
     return path
 
 
+def _save_flow_inversion(path: Path, inversion: FlowInversion) -> Path:
+    def cpu(t: torch.Tensor) -> torch.Tensor:
+        return t.detach().float().cpu().contiguous()
+
+    tensors = {"x0": cpu(inversion.x0)}
+    for name in ("noisiest", "sigmas", "trajectory"):
+        value = getattr(inversion, name)
+        if value is not None:
+            tensors[name] = cpu(value)
+    header = {"format": FORMAT, "version": VERSION, "kind": FlowInversion.kind,
+              "source_prompt": inversion.source_prompt, "model_fingerprint": inversion.model_fingerprint,
+              "model_name": inversion.model_name}
+    return _write(path, tensors, header)
+
+
+_KIND_NAMES = {"zeroscope": "ZeroScope", "wan": "Wan"}
+
+
+def _load_flow_inversion(path: Path, header: dict, tensors: dict[str, torch.Tensor],
+                         model_fingerprint: str | None) -> FlowInversion:
+    if model_fingerprint and not same_model(header["model_fingerprint"], model_fingerprint):
+        raise InversionMismatchError(
+            f"Inversion file '{path}' was made with the Wan '{header.get('model_name', '')}' (fingerprint "
+            f"{header['model_fingerprint']}), not with this one ({model_fingerprint}). Invert again.")
+    return FlowInversion(x0=tensors["x0"], noisiest=tensors.get("noisiest"), sigmas=tensors.get("sigmas"),
+                         source_prompt=header["source_prompt"], model_fingerprint=header["model_fingerprint"],
+                         model_name=header.get("model_name", ""), trajectory=tensors.get("trajectory"))
+
+
 def load_inversion(
     path: str | Path,
     device: str | torch.device = "cpu",
@@ -105,15 +147,17 @@ def load_inversion(
     num_inversion_steps: int | None = None,
     num_sampling_steps: int | None = None,
     context: ContextOptions | None | str = "any",
-) -> tuple[Inversion, Targets | None]:
+    model_kind: str | None = None,
+) -> tuple[Inversion | FlowInversion, Targets | None]:
     """Read a file written by save_inversion.
 
     The optional arguments are what the caller is about to use; a file that does not match them
     is refused with InversionMismatchError saying what differs. `context`: the temporal context
     windows the caller will use (None: one pass; "any": not checked); a file made with other
-    windows is refused.
+    windows is refused. `model_kind`: "zeroscope" or "wan", the model about to use it (None: not
+    checked); a file of the other kind is refused naming both.
     Returns:
-        (Inversion, Targets or None) on `device`.
+        (Inversion, Targets or None) on `device`; for a Wan file (FlowInversion, None).
     """
     path = Path(path)
     if not path.is_file():
@@ -133,6 +177,13 @@ def load_inversion(
         raise InversionMismatchError(f"'{path}' is a safetensors file but not a DMT inversion.") from None
     if header["version"] > VERSION:
         raise InversionMismatchError(f"'{path}' was written by a newer DMT (format {header['version']}); update.")
+    kind = header.get("kind", "zeroscope")
+    if model_kind is not None and kind != model_kind:
+        made, given = _KIND_NAMES.get(kind, kind), _KIND_NAMES.get(model_kind, model_kind)
+        raise InversionMismatchError(f"Inversion file '{path}' was made with {made}, but the model is {given}; "
+                                     f"invert the video with {given} (or load {made}).")
+    if kind == FlowInversion.kind:
+        return _load_flow_inversion(path, header, tensors, model_fingerprint), None
     problems = []
     if model_fingerprint and not same_model(header["model_fingerprint"], model_fingerprint):
         problems.append("it was made with a different model")

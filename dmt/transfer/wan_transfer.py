@@ -154,12 +154,15 @@ def refuse_wan_options(amf: AMFSettings | None, wan_init: str | None, inversion:
                                      "video with ZeroScope (or give no inversion).")
 
 
-def _check_inversion(model: Wan, inversion: object) -> FlowInversion:
+def check_wan_inversion(model: Wan, inversion: object,
+                        remedy: str = "give no inversion, or one made with Wan") -> FlowInversion:
+    """`inversion` when it is a FlowInversion made with `model`; otherwise InversionMismatchError
+    naming both models and `remedy`."""
     if not isinstance(inversion, FlowInversion):
         made = getattr(inversion, "model_fingerprint", "")
         raise InversionMismatchError(
             f"This inversion was made with ZeroScope{f' (fingerprint {made})' if made else ''}, but the model is "
-            f"Wan '{model.name}' (fingerprint {model.fingerprint}); give no inversion, or one made with Wan.")
+            f"Wan '{model.name}' (fingerprint {model.fingerprint}); {remedy}.")
     check_made_with(model, "This inversion", inversion.model_fingerprint, inversion.model_name,
                     "invert the video again with this model")
     return inversion
@@ -193,7 +196,7 @@ def transfer_wan(model: Wan, frames: torch.Tensor | None, source_prompt: str, ta
         inversion = FlowInversion(x0=x0, source_prompt=source_prompt, model_fingerprint=model.fingerprint,
                                   model_name=model.name)
     else:
-        inversion = _check_inversion(model, inversion)
+        inversion = check_wan_inversion(model, inversion)
     keep = settings.num_guided() if settings.guidance == "smm" else 0
     if init != "noise" or keep:
         if inversion.noisiest is not None:
