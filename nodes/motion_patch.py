@@ -14,6 +14,7 @@ import copy
 from collections.abc import Iterator
 
 from ..dmt import customize
+from ..dmt.models.zeroscope import require_zeroscope
 
 MOTIONS_ATTR = "dmt_motions"
 
@@ -27,6 +28,7 @@ def with_motion(model, motion: customize.Motion, strength: float):
     """A shallow copy of `model` carrying its motions plus (motion, strength); `model` itself is
     unchanged. Raises InputError for a strength outside [0, 2] and MotionFileError for a motion
     trained on a differently shaped model (both before any work)."""
+    require_zeroscope(model, "Motion customization (Apply Motion)")
     strength = customize.check_strength(strength)
     if not isinstance(motion, customize.Motion):
         raise customize.MotionFileError("The motion input is not a DMT motion (use 'Load Motion (DMT)' or 'Train Motion (DMT)').")

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from ..errors import InputError
+from ..models.zeroscope import require_zeroscope
 from .motion_file import Motion
 
 MAX_STRENGTH = 2.0
@@ -97,6 +98,7 @@ def apply_motions(model, motions: "MotionList | Motion | None") -> Iterator[list
         InputError for a strength outside [0, 2]; MotionFileError for a motion that does not fit
         the model's shapes.
     """
+    require_zeroscope(model, "Applying motions (apply_motions)")
     unet = _unet(model)
     pairs = normalize_motions(motions)
     for motion, _ in pairs:

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from ..io.progress import CheckInterrupt, OnStep, checkpoint, never_interrupt, no_progress
 from ..models.latents import encode_frames
 from ..models.text import encode_prompt
-from ..models.zeroscope import ZeroScope
+from ..models.zeroscope import ZeroScope, require_zeroscope
 from .atomic import atomic_path
 from .examples import MotionExample
 
@@ -103,6 +103,7 @@ def encode_examples(
     check_interrupt: CheckInterrupt = never_interrupt,
 ) -> list[EncodedExample]:
     """Encode every example (on_step("encode", i, n, latents) after each; cancellable between clips)."""
+    require_zeroscope(model, "Motion customization (encode_examples)")
     out = []
     for i, ex in enumerate(examples):
         checkpoint(check_interrupt)

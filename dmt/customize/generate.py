@@ -17,7 +17,7 @@ from ..io.progress import CheckInterrupt, OnStep, checkpoint, never_interrupt, n
 from ..models.grad_modes import evaluation
 from ..models.latents import check_size, decode_latents
 from ..models.text import DEFAULT_NEGATIVE_PROMPT, encode_prompt
-from ..models.zeroscope import ZeroScope
+from ..models.zeroscope import ZeroScope, require_zeroscope
 from ..settings import GENERATE
 from ..transfer.schedule import previous_timestep, scheduler_timesteps
 from ..transfer.sampler import denoise_step
@@ -119,6 +119,7 @@ def generate_video(
     Returns:
         GenerateResult with frames (F, H, W, 3) in [0, 1] and latents (1, 4, F, h, w).
     """
+    require_zeroscope(model, "Text to video with motions (generate_video)")
     if not isinstance(prompt, str) or not prompt.strip():
         raise InputError("The prompt is empty: describe the video to make.")
     settings.validate()

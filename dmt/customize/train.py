@@ -40,7 +40,7 @@ from ..models.latents import decode_latents
 from ..models.memory import gradient_checkpointing, on_device
 from ..models.text import DEFAULT_NEGATIVE_PROMPT
 from ..models.unet import autocast_for
-from ..models.zeroscope import ZeroScope
+from ..models.zeroscope import ZeroScope, require_zeroscope
 from ..settings import TRAIN
 from .encode import EncodedExample, content_key, encode_text_cached
 from .examples import DEFAULT_TOKEN, MotionExample, caption_has_token, check_token
@@ -256,6 +256,7 @@ def train_motion(
         InputError for bad settings or data (before any training); Interrupted on cancel (after
         writing a resumable state when work_dir is set); DMTError when the loss becomes NaN.
     """
+    require_zeroscope(model, "Motion customization (train_motion)")
     settings.validate()
     token = check_token(token)
     regularization = list(regularization)
