@@ -23,6 +23,9 @@ def node_list() -> list[type[io.ComfyNode]]:
     from .customize_nodes import NODES as CUSTOMIZE_NODES  # motion customization (issue 14)
 
     nodes.extend(CUSTOMIZE_NODES)
+    from .wan_nodes import NODES as WAN_NODES  # Wan 2.1 as the second base model (issue 20)
+
+    nodes.extend(WAN_NODES)
     return nodes
 
 

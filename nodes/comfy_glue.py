@@ -36,16 +36,21 @@ def diffusers_roots() -> list[str]:
     return [p for p in folder_paths.get_folder_paths("diffusers") if os.path.isdir(p)]
 
 
-def list_model_folders() -> list[str]:
+def list_model_folders(kind: str = "zeroscope") -> list[str]:
     """Folder names (relative, '/'-separated) under the diffusers roots that look like a
-    diffusers model: they hold model_index.json or a unet/ folder."""
+    diffusers model: they hold model_index.json, a unet/ or a transformer/ folder. kind "wan":
+    only the folders dmt.models.folders.identify_folder calls Wan (its unsupported variants
+    included: the loader then says what they are); "zeroscope": every other one."""
+    from ..dmt.models.folders import identify_folder
+
     names: set[str] = set()
     for root in diffusers_roots():
         for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
             rel = os.path.relpath(dirpath, root)
             depth = 0 if rel == "." else rel.count(os.sep) + 1
-            if rel != "." and ("model_index.json" in filenames or "unet" in dirnames):
-                names.add(rel.replace(os.sep, "/"))
+            if rel != "." and ("model_index.json" in filenames or "unet" in dirnames or "transformer" in dirnames):
+                if (identify_folder(dirpath).kind == "wan") == (kind == "wan"):
+                    names.add(rel.replace(os.sep, "/"))
                 dirnames[:] = []  # do not descend into a model's components
             elif depth >= 3:
                 dirnames[:] = []
@@ -83,6 +88,18 @@ def find_model_folder(name: str) -> Path | None:
         if os.path.isdir(candidate):
             return Path(candidate)
     return None
+
+
+def find_chosen_folder(model_name: str, expected: str, download_entry: str) -> Path:
+    """The folder of a loader's `model_name` entry, or ModelLoadError saying where to put
+    `expected` (e.g. "a ZeroScope diffusers folder") or to choose `download_entry`."""
+    folder = find_model_folder(model_name)
+    if folder is None:
+        raise dmt.ModelLoadError(
+            f"Model folder '{model_name}' was not found in {folder_paths.get_folder_paths('diffusers')}. "
+            f"Put {expected} there, or choose '{download_entry}'."
+        )
+    return folder
 
 
 def default_download_folder() -> Path:

@@ -15,6 +15,7 @@ from comfy_api.latest import io
 
 from .. import dmt
 from ..dmt import customize
+from ..dmt.models.zeroscope import require_zeroscope
 from ..dmt.settings import GENERATE, TRAIN
 
 from . import model_management
@@ -221,6 +222,7 @@ class DMTTrainMotion(io.ComfyNode):
                 validation_guidance: float, gradient_checkpointing: bool,
                 regularization: MotionExamples | None = None,
                 checkpoint_every: int = TRAIN["checkpoint_every"].default, resume: bool = True) -> io.NodeOutput:
+        require_zeroscope(model, "Motion customization (Train Motion)")  # before any check of the clips
         if not examples.items:
             raise dmt.InputError("No example clips: connect 'Motion Examples (DMT)'.")
         if examples.token is None:
@@ -425,6 +427,7 @@ class DMTTextToVideo(io.ComfyNode):
     @classmethod
     def execute(cls, model, prompt: str, negative_prompt: str, frame_count: int, width: int, height: int,
                 steps: int, guidance: float, seed: int) -> io.NodeOutput:
+        require_zeroscope(model, "Text to video with motions (Text to Video)")
         settings = customize.GenerateSettings(frame_count, height, width, steps, guidance, seed)
         with run_scope(model) as low_memory, model_management.vae_on_device(model, low_memory):
             result = customize.generate_video(model, prompt, motions=motions_of(model), negative_prompt=negative_prompt,

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import folder_paths
+import torch
 from comfy_api.latest import io
 
 from .. import dmt
@@ -21,12 +22,15 @@ from ..dmt.toyworld.card import BUNDLED_MODEL, TOY_ENTRY
 from . import model_management, validation
 from .validation import widget_range
 from .comfy_glue import (CATEGORY, DEFAULT_FOLDER, DOWNLOAD_ENTRY, DMTInversion, DMTModel, DMTTargets, Progress,
-                         check_folder_name, check_interrupt, default_download_folder, find_model_folder, list_model_folders,
+                         check_folder_name, check_interrupt, default_download_folder, find_chosen_folder, find_model_folder,
+                         list_model_folders,
                          node_title, run_scope)
 from .context_nodes import CONTEXT_TIP, DMTContext
 from .motion_patch import applied_motions
 
 SEED_MAX = S["seed"].max  # 0xFFFFFFFFFFFFFFFF
+#: the sampler's 'guidance' choices → the library's Wan guidance (None: the model's default)
+GUIDANCE_CHOICES = {"auto": None, "smm": "smm", "attention_flow": "amf"}
 PROMPT_TIP = "The authors' prefix 'Amazing quality, masterpiece, ' is added in front automatically."
 
 
@@ -37,6 +41,35 @@ def _cpu(x):
 def _ui_text(notes: list[str]) -> dict | None:
     """Notes for the node's UI text (ui "text", as core text nodes use); None when there are none."""
     return {"text": notes} if notes else None
+
+
+def _is_wan(model) -> bool:
+    """True for a model from 'Load Wan (DMT)' (the nodes then run Wan's stages)."""
+    return getattr(model, "kind", "zeroscope") == "wan"
+
+
+def _no_context_on_wan(node: str, context) -> None:
+    if context is not None:
+        raise dmt.InputError(f"'{node}': temporal context windows are ZeroScope's only for now; disconnect "
+                             f"'context' when the model is Wan (Wan takes up to 81 frames in one pass).")
+
+
+def _wan_frame_count(node: str, images, frame_count: int, start_frame: int, frame_stride: int) -> tuple[int, list[str]]:
+    """The frame count to use on Wan (4k + 1) and notes: 0 ('all') takes the largest 4k + 1 the
+    video gives (noted); an explicit count Wan cannot take is refused naming the nearest ones."""
+    if frame_count > 0:
+        try:
+            return dmt.check_wan_frames(frame_count), []
+        except dmt.InputError as exc:
+            raise dmt.InputError(f"'frame_count' in '{node}': {exc}") from None
+    available = len(range(start_frame, int(images.shape[0]), max(frame_stride, 1))) if isinstance(images, torch.Tensor) else 0
+    usable = 4 * ((available - 1) // 4) + 1 if available >= 5 else 0
+    if usable < 5:
+        raise dmt.InputError(f"'{node}': Wan needs at least 5 frames (4k + 1: 5, 9, ..., 81); from 'start_frame' "
+                             f"{start_frame} with 'frame_stride' {frame_stride} the video gives {available}.")
+    notes = [] if usable == available else [
+        f"'{node}': Wan takes 4k + 1 frames, so {usable} of the {available} frames were used (frame_count 0 = all)."]
+    return usable, notes
 
 
 def _require_targets(targets) -> dmt.Targets:
@@ -98,19 +131,8 @@ class DMTLoadZeroScope(io.ComfyNode):
             if dmt.missing_files(folder):
                 dmt.download_model(dmt.DEFAULT_MODEL, folder)
         else:
-            folder = find_model_folder(model_name)
-            if folder is None:
-                raise dmt.ModelLoadError(
-                    f"Model folder '{model_name}' was not found in {folder_paths.get_folder_paths('diffusers')}. "
-                    f"Put a ZeroScope diffusers folder there, or choose '{DOWNLOAD_ENTRY}'."
-                )
-        # Loaded onto ComfyUI's offload device; the heavy nodes load it onto the GPU through ComfyUI's
-        # model management (nodes/model_management.py), which makes room by offloading other models.
-        load_device, offload_device = model_management.default_devices(device)
-        model = dmt.load_zeroscope(folder, dtype=dtype, device=offload_device)
-        model.name = model_name
-        model_management.manage(model, load_device, offload_device)
-        return io.NodeOutput(model)
+            folder = find_chosen_folder(model_name, "a ZeroScope diffusers folder", DOWNLOAD_ENTRY)
+        return io.NodeOutput(model_management.load_managed(dmt.load_zeroscope, folder, model_name, dtype, device))
 
 
 class DMTInvertVideo(io.ComfyNode):
@@ -126,7 +148,7 @@ class DMTInvertVideo(io.ComfyNode):
                 "every later step, so it is computed only once per video (ComfyUI caches it)."
             ),
             inputs=[
-                DMTModel.Input("model", tooltip="ZeroScope from 'Load ZeroScope (DMT)'."),
+                DMTModel.Input("model", tooltip="ZeroScope from 'Load ZeroScope (DMT)', or Wan from 'Load Wan (DMT)'."),
                 io.Image.Input("images", tooltip="The input video as frames (e.g. from Get Video Components); at least 2 frames."),
                 io.String.Input(
                     "source_prompt", multiline=True, default="",
@@ -135,14 +157,16 @@ class DMTInvertVideo(io.ComfyNode):
                 io.Int.Input(
                     "inversion_steps", **widget_range(S["inversion_steps"]),
                     tooltip=("DDIM inversion steps (authors: 999). Fewer is faster; the number must visit every "
-                             "guided timestep (for 50 sampling steps: 50, 100, 200, 250, 500 or 999)."),
+                             "guided timestep (for 50 sampling steps: 50, 100, 200, 250, 500 or 999). ZeroScope only: "
+                             "Wan inverts along its sampling steps."),
                 ),
                 io.Int.Input("width", **widget_range(S["width"]),
-                             tooltip="Width the frames are resized to (multiple of 8; ZeroScope's native width is 576)."),
+                             tooltip="Width the frames are resized to (multiple of 8; ZeroScope's native width is 576; Wan: multiple of 16, native 832)."),
                 io.Int.Input("height", **widget_range(S["height"]),
-                             tooltip="Height the frames are resized to (multiple of 8; native 320)."),
+                             tooltip="Height the frames are resized to (multiple of 8; ZeroScope's native 320; Wan: multiple of 16, native 480)."),
                 io.Int.Input("frame_count", **widget_range(S["num_frames"], default=DEFAULT_NUM_FRAMES),
-                             tooltip=("How many frames to use (ZeroScope's native length is 24; 0 = all). More frames need "
+                             tooltip=("How many frames to use (ZeroScope's native length is 24; Wan takes 4k + 1: 33, 81, "
+                                      "...; 0 = all, on Wan the most 4k + 1 there are). More frames need "
                                       "more memory. A count above what the video gives (after start_frame and "
                                       "frame_stride) is refused.")),
                 io.Int.Input("start_frame", **widget_range(S["start"]),
@@ -165,6 +189,9 @@ class DMTInvertVideo(io.ComfyNode):
                 context=None) -> io.NodeOutput:
         title = node_title(cls)
         validation.check_frame_count(title, images, frame_count, start_frame, frame_stride)
+        if _is_wan(model):
+            return cls._execute_wan(model, title, images, source_prompt, width, height, frame_count, start_frame,
+                                    frame_stride, sampling_steps, context)
         frames = dmt.prepare_frames(images, width, height, frame_count or None, start_frame, frame_stride)
         # Fail before the long inversion when its steps cannot serve the authors' guidance window.
         check_inversion_covers(model.scheduler, inversion_steps,
@@ -178,6 +205,25 @@ class DMTInvertVideo(io.ComfyNode):
             inversion = dmt.invert_latents(model, x0, with_prefix(source_prompt), inversion_steps, sampling_steps,
                                            on_step=progress, check_interrupt=check_interrupt, context=context,
                                            keep_all=True)
+        return io.NodeOutput(inversion, ui=_ui_text(notes))
+
+    @classmethod
+    def _execute_wan(cls, model, title: str, images, source_prompt: str, width: int, height: int, frame_count: int,
+                     start_frame: int, frame_stride: int, sampling_steps: int, context) -> io.NodeOutput:
+        """Wan: Euler flow inversion along the sampling steps (inversion_steps is ZeroScope's)."""
+        _no_context_on_wan(title, context)
+        try:
+            dmt.check_wan_size(width, height, model.patch_size)
+        except dmt.InputError as exc:
+            raise dmt.InputError(f"'width'/'height' in '{title}': {exc}") from None
+        count, notes = _wan_frame_count(title, images, frame_count, start_frame, frame_stride)
+        frames = dmt.prepare_frames(images, width, height, count, start_frame, frame_stride)
+        notes += validation.prompt_notes(title, model, {"source_prompt": source_prompt})
+        progress = Progress(1, then={"inversion": sampling_steps})
+        with run_scope(model) as low_memory:
+            with model_management.vae_on_device(model, low_memory):
+                inversion = dmt.invert_wan_video(model, frames, source_prompt, sampling_steps, on_step=progress,
+                                                 check_interrupt=check_interrupt)
         return io.NodeOutput(inversion, ui=_ui_text(notes))
 
 
@@ -194,14 +240,15 @@ class DMTExtractTargets(io.ComfyNode):
                 "(SMM). The sampler steers the new video to move the same way."
             ),
             inputs=[
-                DMTModel.Input("model", tooltip="The same ZeroScope that inverted the video."),
+                DMTModel.Input("model", tooltip="The same model (ZeroScope or Wan) that inverted the video."),
                 DMTInversion.Input("inversion", tooltip="From 'DDIM Invert Video (DMT)'."),
                 io.Float.Input("guidance_min", **widget_range(S["guidance_window"], index=0), step=0.05,
                                tooltip=("Guidance stops at this fraction of the schedule: 0.6 guides the first 40% "
-                                        "of the steps (authors). Lower = stronger motion lock, slower.")),
+                                        "of the steps (authors). Lower = stronger motion lock, slower. Wan: 0.8 guides "
+                                        "the first 20% (DiTFlow).")),
                 io.Float.Input("guidance_max", **widget_range(S["guidance_window"], index=1), step=0.05,
                                tooltip=("Where sampling starts (1.0 = from pure noise, authors). Below 1 the first "
-                                        "steps are skipped, like img2img strength.")),
+                                        "steps are skipped, like img2img strength. Wan: always 1.0.")),
                 io.Int.Input("sampling_steps", **widget_range(S["steps"]),
                              tooltip="DDIM sampling steps of the sampler (authors: 50). Must match the inversion's sampling steps."),
                 DMTContext.Input("context", optional=True, tooltip=CONTEXT_TIP),
@@ -219,11 +266,35 @@ class DMTExtractTargets(io.ComfyNode):
         for i, (widget, value) in enumerate((("guidance_min", guidance_min), ("guidance_max", guidance_max))):
             validation.check_setting(title, widget, S["guidance_window"], value, index=i)
         validation.check_setting(title, "sampling_steps", S["steps"], sampling_steps)
+        if _is_wan(model):
+            return cls._execute_wan(model, title, inversion, guidance_min, guidance_max, sampling_steps, context)
         validation.check_sampling_steps(title, node_title(DMTInvertVideo), inversion, sampling_steps)
         given = {} if context is None else {"context": context}  # unconnected: follow the inversion
         with run_scope(model, ("unet", "text_encoder")), applied_motions(model):
             targets = dmt.extract_targets(model, inversion, (guidance_min, guidance_max), sampling_steps,
                                           on_step=Progress(1), check_interrupt=check_interrupt, **given)
+        return io.NodeOutput(targets)
+
+    @classmethod
+    def _execute_wan(cls, model, title: str, inversion, guidance_min: float, guidance_max: float,
+                     sampling_steps: int, context) -> io.NodeOutput:
+        """Wan: both attention-flow and SMM targets (the sampler's 'guidance' picks one); the first
+        (1 - guidance_min) of the steps are guided (0.8: DiTFlow's 20 %)."""
+        _no_context_on_wan(title, context)
+        if guidance_max != 1.0:
+            raise dmt.InputError(f"'guidance_max' in '{title}' is {guidance_max:g}; on Wan sampling always starts from "
+                                 f"noise, so set it to 1.0 (and 'guidance_min' to 0.8 to guide the first 20 % of the "
+                                 f"steps, as DiTFlow does).")
+        if isinstance(inversion, dmt.FlowInversion):
+            made = 0 if inversion.sigmas is None else inversion.sigmas.numel() - 1
+            if made != sampling_steps:
+                raise dmt.InputError(
+                    f"'sampling_steps' is {sampling_steps} in '{title}' but {made} in '{node_title(DMTInvertVideo)}' "
+                    f"(the inversion follows the sampling schedule). Use the same value in both.")
+        settings = dmt.AMFSettings(num_steps=sampling_steps, guided_fraction=round(1.0 - guidance_min, 6))
+        with run_scope(model, ("unet", "text_encoder")):
+            targets = dmt.extract_wan_targets(model, inversion, settings, on_step=Progress(1),
+                                              check_interrupt=check_interrupt)
         return io.NodeOutput(targets)
 
 
@@ -257,10 +328,26 @@ class DMTLowFrequencyInit(io.ComfyNode):
     def execute(cls, inversion, targets, seed: int, downsample_factor: int) -> io.NodeOutput:
         targets = _require_targets(targets)
         title = node_title(cls)
+        if isinstance(inversion, dmt.FlowInversion) or isinstance(targets, dmt.WanTargets):
+            return cls._execute_wan(title, inversion, targets, seed, downsample_factor)
         validation.check_same_inversion(title, node_title(DMTInvertVideo), node_title(DMTExtractTargets), inversion, targets)
         validation.check_downsample_factor(title, inversion, downsample_factor)
         latent = dmt.low_frequency_init(inversion, seed, downsample_factor,
                                         start_timestep=targets.schedule.timesteps[0])
+        return io.NodeOutput({"samples": _cpu(latent)})
+
+    @classmethod
+    def _execute_wan(cls, title: str, inversion, targets, seed: int, downsample_factor: int) -> io.NodeOutput:
+        """Wan: the flow inversion's latent at the first sigma, low-passed, plus the seed's high frequencies."""
+        if not (isinstance(inversion, dmt.FlowInversion) and isinstance(targets, dmt.WanTargets)):
+            raise dmt.InversionMismatchError(
+                f"'{title}' got a {'Wan' if isinstance(inversion, dmt.FlowInversion) else 'ZeroScope'} inversion and "
+                f"{'Wan' if isinstance(targets, dmt.WanTargets) else 'ZeroScope'} targets; make both with the same "
+                f"model (connect them to the same '{node_title(DMTInvertVideo)}').")
+        validation.check_same_inversion(title, node_title(DMTInvertVideo), node_title(DMTExtractTargets), inversion,
+                                        targets)
+        validation.check_downsample_factor(title, inversion, downsample_factor)
+        latent = dmt.flow_init(inversion, "low_frequency", seed, downsample_factor)
         return io.NodeOutput({"samples": _cpu(latent)})
 
 
@@ -278,7 +365,7 @@ class DMTGuidedSampler(io.ComfyNode):
                 "re-runs only this node."
             ),
             inputs=[
-                DMTModel.Input("model", tooltip="The same ZeroScope used for the targets."),
+                DMTModel.Input("model", tooltip="The same model (ZeroScope or Wan) used for the targets."),
                 DMTTargets.Input("targets", tooltip="From 'Extract SMM Targets (DMT)'."),
                 io.Latent.Input("latent", tooltip="From 'Low-Frequency Noise Init (DMT)'."),
                 io.String.Input("target_prompt", multiline=True, default="",
@@ -286,16 +373,16 @@ class DMTGuidedSampler(io.ComfyNode):
                 io.String.Input("negative_prompt", multiline=True, default=S["negative_prompt"].default,
                                 tooltip="What to avoid (the unconditional prompt of classifier-free guidance)."),
                 io.Float.Input("cfg", **widget_range(S["guidance_scale"]), step=0.5,
-                               tooltip="Classifier-free guidance scale (authors: 10). Higher follows the prompt more closely."),
+                               tooltip="Classifier-free guidance scale (authors: 10; Wan's own: 5). Higher follows the prompt more closely."),
                 io.Int.Input("optimization_steps", **widget_range(S["optimization_steps"]),
-                             tooltip=("Adam iterations per guided step (authors: 10). More = motion follows the input "
+                             tooltip=("Adam iterations per guided step (authors: 10; DiTFlow on Wan: 5). More = motion follows the input "
                                       "more closely, slower; 0 = no motion guidance.")),
                 io.Float.Input("lr_start", **widget_range(S["lr_range"], index=0), step=0.0005, round=0.0001,
-                               tooltip="Learning rate of the first guided step (authors: 0.007)."),
+                               tooltip="Learning rate of the first guided step (authors: 0.007; DiTFlow on Wan: 0.002)."),
                 io.Float.Input("lr_end", **widget_range(S["lr_range"], index=1), step=0.0005, round=0.0001,
-                               tooltip="Learning rate of the last guided step (authors: 0.004); linear in between."),
+                               tooltip="Learning rate of the last guided step (authors: 0.004; DiTFlow on Wan: 0.001); linear in between."),
                 io.Boolean.Input("restart_sampling", default=not S["no_restart"].default,
-                                 tooltip="Re-noise and denoise every step a second time (authors: on). Off is about 2x faster."),
+                                 tooltip="Re-noise and denoise every step a second time (authors: on). Off is about 2x faster. ZeroScope only."),
                 io.Combo.Input("loss", options=list(LOSS_FORMS), default=S["loss"].default,
                                tooltip="Motion loss: 'cosine' (authors' code, default) or 'l2' (the paper's printed form)."),
                 io.Int.Input("seed", **widget_range(S["seed"]), control_after_generate=True,
@@ -304,6 +391,12 @@ class DMTGuidedSampler(io.ComfyNode):
                                  tooltip=("Low-memory guided steps: recompute the UNet's activations in the backward "
                                           "pass instead of keeping them. Same result, less GPU memory, slower.")),
                 DMTContext.Input("context", optional=True, tooltip=CONTEXT_TIP),
+                io.Combo.Input("guidance", options=list(GUIDANCE_CHOICES), default="auto", optional=True,
+                               tooltip=("What the motion guidance matches. 'smm': the paper's space-time feature "
+                                        "means (ZeroScope's only choice; on Wan read from transformer blocks). "
+                                        "'attention_flow': DiTFlow's attention motion flow, the patch-to-patch "
+                                        "displacements a Wan self-attention block sees between frames (Wan only). "
+                                        "'auto': smm on ZeroScope, attention_flow on Wan.")),
             ],
             outputs=[
                 io.Image.Output("images", display_name="images", tooltip="The new video's frames; connect to Create Video / Save Animated WEBP."),
@@ -314,9 +407,14 @@ class DMTGuidedSampler(io.ComfyNode):
     @classmethod
     def execute(cls, model, targets, latent, target_prompt: str, negative_prompt: str, cfg: float,
                 optimization_steps: int, lr_start: float, lr_end: float, restart_sampling: bool, loss: str,
-                seed: int, gradient_checkpointing: bool = False, context=None) -> io.NodeOutput:
+                seed: int, gradient_checkpointing: bool = False, context=None, guidance: str = "auto") -> io.NodeOutput:
         targets = _require_targets(targets)
         title = node_title(cls)
+        if guidance not in GUIDANCE_CHOICES:
+            raise dmt.InputError(f"'guidance' in '{title}' is {guidance!r}; choose one of {', '.join(GUIDANCE_CHOICES)}.")
+        if guidance == "attention_flow" and not _is_wan(model):
+            raise dmt.InputError(f"'guidance' in '{title}' is 'attention_flow', which reads a Wan transformer's "
+                                 f"attention; ZeroScope runs the paper's SMM guidance: set 'guidance' to 'smm' or 'auto'.")
         lrs = S["lr_range"].default
         validation.check_finite(title, {"cfg": cfg, "lr_start": lr_start, "lr_end": lr_end},
                                 {"cfg": S["guidance_scale"].default, "lr_start": lrs[0], "lr_end": lrs[1]})
@@ -324,6 +422,10 @@ class DMTGuidedSampler(io.ComfyNode):
         validation.check_setting(title, "optimization_steps", S["optimization_steps"], optimization_steps)
         for i, (widget, value) in enumerate((("lr_start", lr_start), ("lr_end", lr_end))):
             validation.check_setting(title, widget, S["lr_range"], value, index=i)
+        if _is_wan(model):
+            return cls._execute_wan(model, title, targets, latent, target_prompt, negative_prompt, cfg,
+                                    optimization_steps, lr_start, lr_end, restart_sampling, loss,
+                                    gradient_checkpointing, context, guidance)
         validation.check_latent_fits(title, node_title(DMTLowFrequencyInit), node_title(DMTInvertVideo),
                                      latent["samples"] if isinstance(latent, dict) else latent, targets)
         notes = validation.prompt_notes(title, model, {"target_prompt": target_prompt, "negative_prompt": negative_prompt},
@@ -340,6 +442,43 @@ class DMTGuidedSampler(io.ComfyNode):
                                        settings, seed=seed, on_step=progress, check_interrupt=check_interrupt, **given)
             with model_management.vae_on_device(model, low_memory):
                 frames = dmt.decode_latents(model, result.latents, on_step=progress, check_interrupt=check_interrupt)
+        return io.NodeOutput(_cpu(frames), {"samples": _cpu(result.latents)}, ui=_ui_text(notes))
+
+    @classmethod
+    def _execute_wan(cls, model, title: str, targets, latent, target_prompt: str, negative_prompt: str, cfg: float,
+                     optimization_steps: int, lr_start: float, lr_end: float, restart_sampling: bool, loss: str,
+                     gradient_checkpointing: bool, context, guidance: str) -> io.NodeOutput:
+        """Wan: Euler sampling with attention-flow or SMM guidance (dmt.wan_guided_sample), then decode."""
+        _no_context_on_wan(title, context)
+        if not isinstance(targets, dmt.WanTargets):
+            raise dmt.InversionMismatchError(f"'{title}' got ZeroScope targets but a Wan model; extract the targets "
+                                             f"with the Wan model ('{node_title(DMTExtractTargets)}').")
+        samples = latent["samples"] if isinstance(latent, dict) else latent
+        if not isinstance(samples, torch.Tensor) or tuple(samples.shape) != targets.latent_shape:
+            shape = tuple(samples.shape) if isinstance(samples, torch.Tensor) else type(samples).__name__
+            raise dmt.InputError(f"'{title}' got a latent {shape} but the targets were made from a latent "
+                                 f"{targets.latent_shape}; connect 'latent' to the '{node_title(DMTLowFrequencyInit)}' "
+                                 f"made from the same inversion.")
+        notes = [f"'{title}': '{widget}' is ZeroScope's; {why}, so it was not used." for widget, on, why in (
+            ("restart_sampling", restart_sampling, "Wan's Euler sampler has no restart"),
+            ("gradient_checkpointing", gradient_checkpointing, "Wan's guided step keeps its activations"),
+        ) if on]
+        notes += validation.prompt_notes(title, model, {"target_prompt": target_prompt, "negative_prompt": negative_prompt})
+        settings = dmt.AMFSettings(num_steps=targets.num_steps, guidance_scale=cfg, iterations=optimization_steps,
+                                   lr_range=(lr_start, lr_end), guided_fraction=targets.guided_fraction,
+                                   guidance=GUIDANCE_CHOICES[guidance] or "amf", smm_loss=loss)
+        try:
+            settings.validate()
+        except dmt.InputError as exc:  # the library names its settings: say which widget that is
+            raise dmt.InputError(f"'{title}' on Wan: {exc} (widgets: cfg = guidance_scale, optimization_steps = "
+                                 f"iterations, lr_start/lr_end = lr_range)") from None
+        progress = Progress(1, then={"decode": 1})
+        with run_scope(model) as low_memory:
+            result = dmt.wan_guided_sample(model, targets, samples, target_prompt, negative_prompt, settings,
+                                           on_step=progress, check_interrupt=check_interrupt)
+            with model_management.vae_on_device(model, low_memory):
+                frames = dmt.decode_wan_latents(model, result.latents, on_step=progress,
+                                                check_interrupt=check_interrupt)
         return io.NodeOutput(_cpu(frames), {"samples": _cpu(result.latents)}, ui=_ui_text(notes))
 
 
@@ -400,9 +539,16 @@ class DMTSaveInversion(io.ComfyNode):
         out_dir = folder_paths.get_output_directory()
         full_folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(filename_prefix, out_dir)
         name = f"{filename}_{counter:05}_{INVERSION_SUFFIX}"
+        ui = {"inversions": [{"filename": name, "subfolder": subfolder, "type": "output"}]}
+        if isinstance(inversion, dmt.FlowInversion):  # Wan: the inversion alone (targets take seconds to redo)
+            dmt.save_inversion(Path(full_folder) / name, inversion)
+            if targets is not None:
+                ui["text"] = [f"'{node_title(cls)}': Wan targets are not saved; the file holds the inversion. Connect "
+                              f"'Load Inversion' to '{node_title(DMTExtractTargets)}' to make them again."]
+            return io.NodeOutput(ui=ui)
         dmt.save_inversion(Path(full_folder) / name, inversion, targets,
                            guidance_window=None if targets is not None else DEFAULT_GUIDANCE_WINDOW)
-        return io.NodeOutput(ui={"inversions": [{"filename": name, "subfolder": subfolder, "type": "output"}]})
+        return io.NodeOutput(ui=ui)
 
 
 class DMTLoadInversion(io.ComfyNode):
@@ -419,7 +565,7 @@ class DMTLoadInversion(io.ComfyNode):
                 "The file is checked against the model."
             ),
             inputs=[
-                DMTModel.Input("model", tooltip="The ZeroScope the inversion was made with (checked)."),
+                DMTModel.Input("model", tooltip="The model (ZeroScope or Wan) the inversion was made with (checked)."),
                 io.Combo.Input("file", options=files, default=files[0] if files else None,
                                tooltip="A saved DMT inversion (.safetensors)."),
             ],
@@ -437,7 +583,8 @@ class DMTLoadInversion(io.ComfyNode):
     @classmethod
     def execute(cls, model, file: str) -> io.NodeOutput:
         path = _resolve_inversion_file(file)
-        inversion, targets = dmt.load_inversion(path, device=model.device, model_fingerprint=model.fingerprint)
+        inversion, targets = dmt.load_inversion(path, device=model.device, model_fingerprint=model.fingerprint,
+                                                model_kind=getattr(model, "kind", "zeroscope"))
         return io.NodeOutput(inversion, targets)
 
 

@@ -1,6 +1,7 @@
-"""ZeroScope under ComfyUI's model management.
+"""ZeroScope and Wan under ComfyUI's model management.
 
-Each of the three weight-holding components (UNet, VAE, text encoder) of a dmt.ZeroScope gets a
+Each of the three weight-holding components (UNet or transformer, VAE, text encoder) of a
+dmt.ZeroScope or dmt.Wan gets a
 `comfy.model_patcher.ModelPatcher`, so ComfyUI's memory accounting (`current_loaded_models`)
 knows them like its own models:
 
@@ -38,7 +39,14 @@ from ..dmt.models.memory import low_memory_mode, module_device, on_device
 log = logging.getLogger("dmt")
 
 COMPONENTS = ("unet", "vae", "text_encoder")
+#: the denoiser's attribute per model kind; callers name it "unet" for either model
+_DENOISER = {"zeroscope": "unet", "wan": "transformer"}
 _ATTR = "comfy_patchers"
+
+
+def _attr(model, part: str) -> str:
+    """The model attribute holding component `part` ("unet" means the denoiser of either model)."""
+    return _DENOISER.get(getattr(model, "kind", "zeroscope"), "unet") if part == "unet" else part
 
 
 class _Component(torch.nn.Module):
@@ -69,7 +77,20 @@ class ZeroScopeTextEncoder(_Component):
     pass
 
 
-_CLASSES = {"unet": ZeroScopeUNet, "vae": ZeroScopeVAE, "text_encoder": ZeroScopeTextEncoder}
+class WanTransformer(_Component):
+    pass
+
+
+class WanVAE(_Component):
+    pass
+
+
+class WanTextEncoder(_Component):
+    pass
+
+
+_CLASSES = {"zeroscope": {"unet": ZeroScopeUNet, "vae": ZeroScopeVAE, "text_encoder": ZeroScopeTextEncoder},
+            "wan": {"unet": WanTransformer, "vae": WanVAE, "text_encoder": WanTextEncoder}}
 
 
 def default_devices(choice: str = "auto") -> tuple[torch.device, torch.device]:
@@ -81,21 +102,35 @@ def default_devices(choice: str = "auto") -> tuple[torch.device, torch.device]:
     return mm.get_torch_device(), mm.unet_offload_device()
 
 
-def manage(model: dmt.ZeroScope, load_device: torch.device, offload_device: torch.device) -> dict:
-    """Attach one ModelPatcher per component to `model` (replacing earlier ones); returns them."""
-    patchers = {name: comfy.model_patcher.ModelPatcher(_CLASSES[name](getattr(model, name)),
+def manage(model: dmt.ZeroScope | dmt.Wan, load_device: torch.device, offload_device: torch.device) -> dict:
+    """Attach one ModelPatcher per component to `model` (replacing earlier ones); returns them,
+    keyed "unet" (the denoiser: ZeroScope's UNet or Wan's transformer), "vae", "text_encoder"."""
+    classes = _CLASSES[getattr(model, "kind", "zeroscope")]
+    patchers = {name: comfy.model_patcher.ModelPatcher(classes[name](getattr(model, _attr(model, name))),
                                                        load_device=load_device, offload_device=offload_device)
                 for name in COMPONENTS}
     setattr(model, _ATTR, patchers)
     return patchers
 
 
+def load_managed(load_fn, folder, name: str, dtype: str, device_choice: str):
+    """Load a model with `load_fn(folder, dtype=..., device=...)` (dmt.load_zeroscope or
+    dmt.load_wan) onto ComfyUI's offload device, name it `name` and attach its patchers: the
+    heavy nodes then load it onto the GPU through ComfyUI (which makes room by offloading other
+    models). Returns the model."""
+    load_device, offload_device = default_devices(device_choice)
+    model = load_fn(folder, dtype=dtype, device=offload_device)
+    model.name = name
+    manage(model, load_device, offload_device)
+    return model
+
+
 def patchers_of(model: dmt.ZeroScope) -> dict:
     """The model's patchers, created on first use (load device: ComfyUI's, or the CPU when the
     model sits on the CPU under --cpu); re-created when a component module was swapped."""
     patchers = getattr(model, _ATTR, None)
-    if patchers is None or any(patchers[n].model.module is not getattr(model, n) for n in COMPONENTS):
-        here = module_device(model.unet)
+    if patchers is None or any(patchers[n].model.module is not getattr(model, _attr(model, n)) for n in COMPONENTS):
+        here = module_device(getattr(model, _attr(model, "unet")))
         load, offload = default_devices("cpu" if here.type == "cpu" and mm.get_torch_device().type == "cpu" else "auto")
         patchers = manage(model, load, offload)
     return patchers

@@ -31,6 +31,7 @@ from dmt.toyworld.card import TOY_ENTRY  # noqa: E402
 from dmt.toyworld.demo import DEMO_CLIP_NAME  # noqa: E402
 
 DOWNLOAD_ENTRY = "zeroscope_v2_576w (download cerspense/zeroscope_v2_576w on first use)"
+WAN_DOWNLOAD_ENTRY = "Wan2.1-T2V-1.3B-Diffusers (download Wan-AI/Wan2.1-T2V-1.3B-Diffusers on first use)"
 VIEW = (1700, 860)   # the part of a 1920x1080 browser window the canvas shows, in CSS pixels
 SCREEN = (1800, 1000)  # the headless page for the thumbnails
 THUMB_WIDTH = 960
@@ -40,6 +41,7 @@ CONSTS = {
     "TARGET": "a red sports car driving on a road",
     "TARGET2": "a steam train driving on a road",
     "TOY_INPUT": DEMO_CLIP_NAME, "TOY_MODEL": TOY_ENTRY,
+    "WAN_DOWNLOAD": WAN_DOWNLOAD_ENTRY,
 }
 
 COLORS = {"input": "#3f789e", "model": "#8A8", "invert": "#b58b2a", "sample": "#a1309b", "output": "#88A",
@@ -97,14 +99,16 @@ window.dmtBuild = {
     return g;
   },
   // Shared stages: input video, model, inversion, targets, low-frequency init, in three columns.
-  common(y0 = 400, cols = [20, 400, 880], w = [320, 400, 380]) {
+  // `model`: the loader node type and its widget values (ZeroScope's download entry by default).
+  common(y0 = 400, cols = [20, 400, 880], w = [320, 400, 380],
+         model = {type: "DMTLoadZeroScope", values: {model_name: DOWNLOAD, dtype: "float16", device: "auto"}}) {
     const [xa, xb, xc] = cols;
     const loadVideo = this.add("LoadVideo", xa, y0, w[0], 430);
     this.set(loadVideo, {file: INPUT});
     const comps = this.add("GetVideoComponents", xa, y0 + 490, w[0], 90);
     this.link(loadVideo, "VIDEO", comps, "video");
-    const loader = this.add("DMTLoadZeroScope", xb, y0, w[1], 130);
-    this.set(loader, {model_name: DOWNLOAD, dtype: "float16", device: "auto"});
+    const loader = this.add(model.type, xb, y0, w[1], 130);
+    this.set(loader, model.values);
     const invert = this.add("DMTInvertVideo", xc, y0, w[2], 330);
     this.link(loader, "model", invert, "model");
     this.link(comps, "images", invert, "images");
@@ -374,6 +378,30 @@ B.group("4 · Guided sampling", [sampler], COLORS.sample);
 B.group("5 · Output, score, input | output", [create, save, cut, mf, score, ccreate, csave], COLORS.output);
 """
 
+NOTE_WAN = """Motion transfer on Wan 2.1 (1.3B): the same DMT nodes, run on a video DiT.
+
+Runs as loaded on the example clip (24 frames; Wan takes 4k + 1 frames, so 21 are used). Upload your own clip in Load Video: 33 or 81 frames at 832x480 are Wan's sizes (multiples of 16).
+1 Model: the 'download' entry fetches Wan-AI/Wan2.1-T2V-1.3B-Diffusers (Apache-2.0; tens of GB, mostly the UMT5 text encoder) once.
+2 Invert once: Wan inverts along its 50 sampling steps (inversion_steps is ZeroScope's). Extract Targets makes both guidance targets; guidance_min 0.8 guides the first 20 % of the steps (DiTFlow's schedule), guidance_max stays 1.0.
+3 Sampler: 'guidance' attention_flow = DiTFlow's attention motion flow (the default on Wan), smm = the paper's space-time feature means on transformer blocks. cfg 5, 5 Adam iterations, lr 0.002 -> 0.001 are DiTFlow's settings; restart sampling is ZeroScope's and stays off."""
+
+BUILD_WAN = r"""
+const c = B.common(400, [20, 400, 880], [320, 400, 380],
+                   {type: "DMTLoadWan", values: {model_name: WAN_DOWNLOAD, dtype: "bfloat16", device: "auto"}});
+B.set(c.invert, {source_prompt: SOURCE, width: 832, height: 480, frame_count: 21});
+B.set(c.targets, {guidance_min: 0.8, guidance_max: 1.0});
+B.note(NOTE, 20, 20, 1240, 300, "Motion transfer on Wan 2.1");
+const sampler = B.sampler(c, 1340, 400, TARGET, 0);
+B.set(sampler, {cfg: 5, optimization_steps: 5, lr_start: 0.002, lr_end: 0.001, restart_sampling: false,
+                guidance: "attention_flow"});
+const [create, save] = B.saveVideo(sampler, "images", c.comps, 1820, 400, "dmt/wan_video");
+B.group("1 · Input video", [c.loadVideo, c.comps], COLORS.input);
+B.group("2 · Wan 2.1 model", [c.loader], COLORS.model);
+B.group("3 · Invert once (cached)", [c.invert, c.targets, c.init], COLORS.invert);
+B.group("4 · Attention-flow guided sampling", [sampler], COLORS.sample);
+B.group("5 · Output (frame rate from the input)", [create, save], COLORS.output);
+"""
+
 CUSTOMIZE_CONSTS = {
     "CAPTION": "a person doing the sks dance", "CAPTION2": "a woman doing the sks dance in a park",
     "MOTION_NAME": "dmt_motion", "T2V_PROMPT": "a bear doing the sks dance on the beach",
@@ -395,6 +423,7 @@ WORKFLOWS = [
     Workflow("dmt_customize_motion", BUILD_CUSTOMIZE, NOTE_CUSTOMIZE),
     Workflow("dmt_text_to_video", BUILD_T2V, NOTE_T2V),
     Workflow("dmt_toyworld_demo", BUILD_TOY, NOTE_TOY),
+    Workflow("dmt_wan_motion_transfer", BUILD_WAN, NOTE_WAN),
 ]
 
 FIT_VIEW = r"""([vw, vh]) => {

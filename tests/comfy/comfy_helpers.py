@@ -23,6 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 PACK_NAME = "comfyui-dmt"
 TINY_MODEL = "dmt-tiny"
+TINY_WAN = "dmt-tiny-wan"
 INPUT_VIDEO = "input_video.mp4"   # the tests' own clip; the workflows use the pack's example clip
 WORKFLOW_DIR = REPO / "workflows"  # served by ComfyUI as the pack's templates (/api/workflow_templates/<pack>/)
 INPUT_FRAMES, INPUT_SIZE = 8, (96, 64)   # (W, H) of the synthetic input video
@@ -35,9 +36,13 @@ SMALL = {
     "DMTExtractTargets": {"sampling_steps": 10},
     "DMTGuidedSampler": {"optimization_steps": 2},
     "DMTLoadZeroScope": {"model_name": TINY_MODEL, "dtype": "float32", "device": "cpu"},
+    "DMTLoadWan": {"model_name": TINY_WAN, "dtype": "float32", "device": "cpu"},
     "ImageFromBatch": {"length": 6},  # the input cut to the same frame count (Motion Fidelity compares them)
 }
 SMALL_FRAMES, SMALL_SIZE = 6, (64, 64)
+# On Wan (4k + 1 frames): 5 frames, two latent frames. Pass as shrink(prompt, WAN_SMALL).
+WAN_SMALL = {"DMTInvertVideo": {**SMALL["DMTInvertVideo"], "frame_count": 5}}
+WAN_SMALL_FRAMES = 5
 
 
 def latest_frontend_root(comfy_dir: Path) -> Path | None:
@@ -80,6 +85,11 @@ def make_base(base: Path) -> Path:
     model = base / "models" / "diffusers" / TINY_MODEL
     if not (model / "unet").is_dir():
         save_random_model(model)
+    wan = base / "models" / "diffusers" / TINY_WAN
+    if not (wan / "transformer").is_dir():
+        from dmt.models.random_wan import save_random_wan
+
+        save_random_wan(wan, "tiny", seed=0)
     # An incomplete model folder (no unet/ weights) for the error tests.
     broken = base / "models" / "diffusers" / "broken-model"
     (broken / "unet").mkdir(parents=True, exist_ok=True)

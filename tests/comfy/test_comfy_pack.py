@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from comfy_helpers import (ONE_FRAME_VIDEO, PACK_NAME, REPO, SMALL_FRAMES, SMALL_SIZE, WORKFLOW_DIR, Frontend,
+from comfy_helpers import (ONE_FRAME_VIDEO, PACK_NAME, REPO, SMALL_FRAMES, SMALL_SIZE, WAN_SMALL, WAN_SMALL_FRAMES,
+                           WORKFLOW_DIR, Frontend,
                            Server, chromium_path, error_of, find, frontend_version, latest_frontend_root,
                            make_base, output_files, shrink, status_messages, ui_to_api, video_frames, video_info)
 
 DMT_NODES = ["DMTLoadZeroScope", "DMTInvertVideo", "DMTExtractTargets", "DMTLowFrequencyInit",
-             "DMTGuidedSampler", "DMTSaveInversion", "DMTLoadInversion"]
+             "DMTGuidedSampler", "DMTSaveInversion", "DMTLoadInversion", "DMTLoadWan"]
 # The motion-customization workflows need a trained motion; tests/comfy/test_customize_nodes.py runs them.
 CUSTOMIZE_WORKFLOWS = {"dmt_customize_motion.json", "dmt_text_to_video.json"}
 ALL_WORKFLOWS = sorted(WORKFLOW_DIR.glob("*.json"))
@@ -88,7 +89,8 @@ def test_workflow_runs(server, object_info, path):
     workflow = json.loads(path.read_text())
     types = {n["type"] for n in workflow["nodes"]}
     assert types <= set(object_info) | {"Note", "MarkdownNote"}, types - set(object_info)
-    prompt = shrink(ui_to_api(workflow, object_info))
+    wan = "DMTLoadWan" in types
+    prompt = shrink(ui_to_api(workflow, object_info), WAN_SMALL if wan else None)
     if path.name == "dmt_prompt_sweep.json":  # add exact (deterministic) outputs to compare the two samplers
         for k, nid in enumerate(find(prompt, "DMTGuidedSampler")):
             prompt[f"9{k}0"] = {"class_type": "SaveAnimatedWEBP", "inputs": {
@@ -105,7 +107,7 @@ def test_workflow_runs(server, object_info, path):
             frames, width, height = video_info(f)
             assert frames == SMALL_FRAMES and width > 2 * height, (f, frames, width, height)
         else:
-            assert video_info(f) == (SMALL_FRAMES, *SMALL_SIZE), f
+            assert video_info(f) == (WAN_SMALL_FRAMES if wan else SMALL_FRAMES, *SMALL_SIZE), f
     if path.name == "dmt_prompt_sweep.json":
         a, b = [video_frames(f) for f in files if f.suffix == ".webp"]
         assert not np.array_equal(a, b), "two prompts/seeds gave the same video"
@@ -201,9 +203,10 @@ def test_workflow_in_frontend(frontend, object_info, path):
                     "inputs": {n: x for n, x in v["inputs"].items() if n in known(v["class_type"])}} for k, v in p.items()}
     assert strip(ui_prompt) == ui_to_api(workflow, object_info), f"frontend {frontend.version} converts differently"
     # Queue what the frontend made (small settings): no validation error, and it runs.
-    entry = srv.run(shrink(strip(ui_prompt)))
+    wan = any(n["class_type"] == "DMTLoadWan" for n in ui_prompt.values())
+    entry = srv.run(shrink(strip(ui_prompt), WAN_SMALL if wan else None))
     assert_success(entry)
-    assert all(video_info(f)[0] == SMALL_FRAMES for f in saved_files(srv.base, entry))
+    assert all(video_info(f)[0] == (WAN_SMALL_FRAMES if wan else SMALL_FRAMES) for f in saved_files(srv.base, entry))
 
 
 # --- errors --------------------------------------------------------------------------------
