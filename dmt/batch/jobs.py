@@ -40,6 +40,7 @@ NOT_JOB_OPTIONS = {
     "frames_dir": "not supported in batches",
     "save_inversion": "the batch caches inversions in DIR/cache/ itself",
     "load_inversion": "the batch caches inversions in DIR/cache/ itself",
+    "guidance": "batches run ZeroScope, whose guidance is SMM",
 }
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,119}$")
 

@@ -23,6 +23,8 @@ from ..transfer.sampler import GuidanceSettings
 from .common import HelpFormatter, add_setting, add_threads_option, check_args, progress_bar, start_threads, use_threads
 
 _G = GuidanceSettings()
+#: --guidance → the library's Wan guidance (None: the model's default)
+GUIDANCE_CHOICES = {"auto": None, "smm": "smm", "attention_flow": "amf"}
 
 
 def add_transfer_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -82,6 +84,11 @@ def add_transfer_command(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
     )
     for key in ("context_length", "context_overlap", "context_fuse"):
         add_setting(c, S[key])
+    w = p.add_argument_group("Wan 2.1 (--model a Wan folder or hub id)")
+    w.add_argument("--guidance", default="auto", choices=list(GUIDANCE_CHOICES),
+                   help="what the motion guidance matches: 'attention_flow' (DiTFlow's attention motion flow, Wan "
+                   "only), 'smm' (the paper's space-time feature means; on Wan read from transformer blocks), "
+                   "'auto' (attention_flow on Wan, smm on ZeroScope)")
     p.set_defaults(func=run_transfer)
     return p
 
@@ -185,6 +192,9 @@ def run_transfer(args: argparse.Namespace) -> int:
 
     if is_wan_source(args.model):
         return run_wan_transfer(args, device, dtype)
+    if args.guidance == "attention_flow":
+        raise InputError("--guidance attention_flow reads a Wan transformer's attention; ZeroScope runs the paper's "
+                         "SMM guidance (leave --guidance out, or give a Wan --model).")
     fps = args.fps
     frames = None
     if args.video is not None:
@@ -200,7 +210,8 @@ def run_transfer(args: argparse.Namespace) -> int:
     inversion = None
     if args.load_inversion:
         inversion, _ = load_inversion(args.load_inversion, device=model.device, model_fingerprint=model.fingerprint,
-                                      num_inversion_steps=args.inversion_steps, num_sampling_steps=args.steps, context=context)
+                                      num_inversion_steps=args.inversion_steps, num_sampling_steps=args.steps, context=context,
+                                      model_kind="zeroscope")
         if frames is not None and frames.shape[0] != inversion.num_frames:
             raise InputError(f"--load-inversion holds {inversion.num_frames} frames, the video gives {frames.shape[0]}.")
     num_frames = frames.shape[0] if frames is not None else inversion.num_frames

@@ -38,12 +38,12 @@ def _flag(name: str) -> str:
 def refuse_zeroscope_options(args: argparse.Namespace) -> None:
     """InputError naming every ZeroScope-only option given a non-default value, and the file options."""
     given = [_flag(k) for k in ZEROSCOPE_ONLY if hasattr(args, k) and getattr(args, k) != TRANSFER[k].default]
-    given += [_flag(k) for k in ("save_inversion", "load_inversion") if getattr(args, k, None)]
     if given:
         raise InputError(
             f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to ZeroScope only; the model is a Wan "
-            f"2.1 model, which uses attention-motion-flow guidance (its options here: --steps, --guidance-scale, "
-            f"--seed, --negative-prompt, --downsample-factor, sizes and frames). Leave {'it' if len(given) == 1 else 'them'} "
+            f"2.1 model, which uses attention-motion-flow or SMM guidance (its options here: --guidance, --steps, "
+            f"--guidance-scale, --seed, --negative-prompt, --downsample-factor, --save-/--load-inversion, sizes and "
+            f"frames). Leave {'it' if len(given) == 1 else 'them'} "
             f"out, or give a ZeroScope --model.")
 
 
@@ -67,27 +67,43 @@ def run_wan_transfer(args: argparse.Namespace, device: str, dtype: str) -> int:
     from ..models.wan import check_wan_size, load_wan
     from ..transfer import pipeline
     from ..transfer.amf_guidance import AMFSettings
+    from ..transfer.inversion_files import load_inversion, save_inversion
     from .common import progress_bar, use_threads
+    from .transfer import GUIDANCE_CHOICES
 
     refuse_zeroscope_options(args)
-    if args.video is None:
-        raise InputError("Give --video: Wan inversions are not saved to files yet.")
     check_wan_size(args.width, args.height)
-    clip = read_video(args.video)
-    count = wan_frame_count(len(range(args.start, clip.frames.shape[0], args.stride)), args.num_frames)
-    frames = prepare_frames(clip.frames, args.width, args.height, count, args.start, args.stride)
-    print(f"input: {clip.frames.shape[0]} frames {clip.frames.shape[2]}x{clip.frames.shape[1]} -> "
-          f"{frames.shape[0]} frames {args.width}x{args.height}", file=sys.stderr)
+    frames, fps = None, args.fps
+    if args.video is not None:
+        clip = read_video(args.video)
+        fps = fps or clip.fps
+        count = wan_frame_count(len(range(args.start, clip.frames.shape[0], args.stride)), args.num_frames)
+        frames = prepare_frames(clip.frames, args.width, args.height, count, args.start, args.stride)
+        print(f"input: {clip.frames.shape[0]} frames {clip.frames.shape[2]}x{clip.frames.shape[1]} -> "
+              f"{frames.shape[0]} frames {args.width}x{args.height}", file=sys.stderr)
     print(f"loading {args.model} (Wan 2.1, {dtype}, {device})", file=sys.stderr)
     model = load_wan(args.model, dtype, device)
     use_threads(args, model)
+    inversion = None
+    if args.load_inversion:
+        inversion, _ = load_inversion(args.load_inversion, device=model.device, model_fingerprint=model.fingerprint,
+                                      model_kind="wan")
+        if frames is not None and tuple(inversion.x0.shape) != model.latent_shape(frames.shape[0], *frames.shape[1:3]):
+            raise InputError(f"--load-inversion holds a latent {tuple(inversion.x0.shape)}; the video as prepared "
+                             f"({frames.shape[0]} frames {args.width}x{args.height}) gives another. Use the same "
+                             f"frames and size, or leave out --video.")
     scale = args.guidance_scale if args.guidance_scale != TRANSFER["guidance_scale"].default else WAN_GUIDANCE_SCALE
-    amf = AMFSettings(num_steps=args.steps, guidance_scale=scale)
+    amf = AMFSettings(num_steps=args.steps, guidance_scale=scale, guidance=GUIDANCE_CHOICES[args.guidance] or "amf")
     result = pipeline.transfer(
-        model, frames, args.source_prompt, args.target_prompt, negative_prompt=args.negative_prompt, seed=args.seed,
-        downsample_factor=args.downsample_factor, amf=amf,
+        model, None if inversion is not None else frames,
+        args.source_prompt or (inversion.source_prompt if inversion is not None else ""), args.target_prompt,
+        negative_prompt=args.negative_prompt, seed=args.seed, downsample_factor=args.downsample_factor, amf=amf,
+        inversion=inversion,
         on_step=progress_bar({"inversion": "inverting", "targets": "targets", "sampling": "sampling"}))
-    out = write_video(args.out, result.frames, args.fps or clip.fps or 8.0, codec=args.codec)
+    if args.save_inversion:
+        save_inversion(args.save_inversion, result.inversion)
+        print(f"saved inversion to {args.save_inversion}", file=sys.stderr)
+    out = write_video(args.out, result.frames, fps or 8.0, codec=args.codec)
     if args.frames_dir:
         write_video(Path(args.frames_dir), result.frames)
     print(f"wrote {out} ({result.frames.shape[0]} frames, {result.frames.shape[2]}x{result.frames.shape[1]})")

@@ -18,8 +18,8 @@ def src(tmp_path_factory):
     return path
 
 
-def _run(wan_dir, src, tmp_path, *extra):
-    out = tmp_path / "out.mp4"
+def _run(wan_dir, src, tmp_path, *extra, name: str = "out.mp4"):
+    out = tmp_path / name
     code = main(["transfer", "--model", str(wan_dir), "--video", str(src), "--source-prompt", "a red ball",
                  "--target-prompt", "a blue square", "--width", "64", "--height", "64", "--steps", "4",
                  "--out", str(out), *extra])
@@ -37,13 +37,45 @@ def test_a_wan_folder_runs_the_attention_flow_transfer(wan_dir, src, tmp_path):
     (["--inversion-steps", "10"], "--inversion-steps"),
     (["--optimization-steps", "3"], "--optimization-steps"),
     (["--context-length", "0"], "--context-length"),
-    (["--save-inversion", "x.safetensors"], "--save-inversion"),
+    (["--loss", "l2"], "--loss"),
 ])
 def test_zeroscope_only_options_are_refused_by_name(wan_dir, src, tmp_path, capsys, extra, named):
     code, out = _run(wan_dir, src, tmp_path, *extra)
     assert code == 2 and not out.exists()
     err = capsys.readouterr().err
     assert named in err and "ZeroScope only" in err
+
+
+def _frames(path):
+    return read_video(path).frames
+
+
+def test_the_guidance_choice_and_inversion_files(wan_dir, src, tmp_path):
+    inv = tmp_path / "inv.safetensors"
+    code, auto = _run(wan_dir, src, tmp_path, "--save-inversion", str(inv), name="auto.mp4")
+    assert code == 0 and inv.is_file()
+    code, flow = _run(wan_dir, src, tmp_path, "--guidance", "attention_flow", name="flow.mp4")
+    code2, smm = _run(wan_dir, src, tmp_path, "--guidance", "smm", name="smm.mp4")
+    assert code == code2 == 0
+    assert (_frames(auto) == _frames(flow)).all()  # auto on Wan = attention flow
+    assert not (_frames(smm) == _frames(flow)).all()
+    out = tmp_path / "reused.mp4"  # the saved inversion instead of the video: the same result
+    assert main(["transfer", "--model", str(wan_dir), "--load-inversion", str(inv), "--target-prompt", "a blue square",
+                 "--width", "64", "--height", "64", "--steps", "4", "--fps", "8", "--out", str(out)]) == 0
+    assert (_frames(out) == _frames(auto)).all()
+
+
+def test_attention_flow_is_refused_on_zeroscope_and_wan_files_too(tiny_model_dir, wan_dir, src, tmp_path, capsys):
+    out = tmp_path / "zs.mp4"
+    base = ["transfer", "--model", str(tiny_model_dir), "--video", str(src), "--target-prompt", "a blue square",
+            "--width", "64", "--height", "64", "--out", str(out)]
+    assert main([*base, "--guidance", "attention_flow"]) == 2
+    assert "ZeroScope runs the paper's SMM guidance" in capsys.readouterr().err
+    inv = tmp_path / "wan_inv.safetensors"
+    assert _run(wan_dir, src, tmp_path, "--save-inversion", str(inv))[0] == 0
+    capsys.readouterr()
+    assert main([*base, "--load-inversion", str(inv)]) == 2
+    assert "made with Wan, but the model is ZeroScope" in capsys.readouterr().err and not out.exists()
 
 
 def test_bad_frames_and_sizes_name_the_valid_ones(wan_dir, src, tmp_path, capsys):
