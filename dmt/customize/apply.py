@@ -18,8 +18,8 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from ..errors import InputError
-from ..models.zeroscope import require_zeroscope
-from .motion_file import Motion
+from ..models.interface import kind_of, model_ops
+from .motion_file import Motion, MotionFileError
 
 MAX_STRENGTH = 2.0
 
@@ -27,7 +27,24 @@ MotionList = Sequence["tuple[Motion, float] | Motion"]
 
 
 def _unet(model) -> torch.nn.Module:
-    return model.unet if hasattr(model, "unet") else model
+    """The denoiser of a dmt model (ZeroScope's UNet, Wan's transformer), or `model` itself."""
+    if hasattr(model, "unet") or hasattr(model, "transformer"):
+        return model_ops(model).denoiser(model)
+    return model
+
+
+def check_same_kind(model, motion: Motion) -> None:
+    """MotionFileError naming both models when `motion` was trained on the other kind of model
+    (files without a kind are ZeroScope's)."""
+    if not (hasattr(model, "unet") or hasattr(model, "transformer")):
+        return  # a bare denoiser: check_fits compares the shapes
+    made, given = motion.base_kind, kind_of(model)
+    if made != given:
+        names = {"zeroscope": "ZeroScope", "wan": "Wan"}
+        raise MotionFileError(
+            f"This motion was trained on {names.get(made, made)} ('{motion.info.get('base_model_name', '')}'), but the "
+            f"model is {names.get(given, given)}; a motion only works on the kind of model it was trained on. Load "
+            f"{names.get(made, made)}, or train the motion again on {names.get(given, given)}.")
 
 
 def check_strength(strength: float) -> float:
@@ -86,7 +103,8 @@ def combined_deltas(unet: torch.nn.Module, motions: list[tuple[Motion, float]]) 
 
 @contextlib.contextmanager
 def apply_motions(model, motions: "MotionList | Motion | None") -> Iterator[list[str]]:
-    """Patch the UNet of `model` (a dmt.ZeroScope or a UNet) with `motions` inside the block.
+    """Patch the denoiser of `model` (a dmt.ZeroScope's UNet, a dmt.Wan's transformer, or a bare
+    denoiser) with `motions` inside the block.
 
     Args:
         model: the shared model; restored bit-exactly on exit.
@@ -95,13 +113,13 @@ def apply_motions(model, motions: "MotionList | Motion | None") -> Iterator[list
     Yields:
         The names of the patched UNet parameters.
     Raises (before anything is changed):
-        InputError for a strength outside [0, 2]; MotionFileError for a motion that does not fit
-        the model's shapes.
+        InputError for a strength outside [0, 2]; MotionFileError for a motion trained on the
+        other kind of model or that does not fit the model's shapes.
     """
-    require_zeroscope(model, "Applying motions (apply_motions)")
     unet = _unet(model)
     pairs = normalize_motions(motions)
     for motion, _ in pairs:
+        check_same_kind(model, motion)
         motion.check_fits(unet)
     params = dict(unet.named_parameters())
     originals: dict[str, torch.Tensor] = {}

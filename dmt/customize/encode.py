@@ -20,9 +20,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..io.progress import CheckInterrupt, OnStep, checkpoint, never_interrupt, no_progress
-from ..models.latents import encode_frames
-from ..models.text import encode_prompt
-from ..models.zeroscope import ZeroScope, require_zeroscope
+from ..models.interface import model_ops
+from ..models.zeroscope import ZeroScope
 from .atomic import atomic_path
 from .examples import MotionExample
 
@@ -32,7 +31,8 @@ CACHE_VERSION = 1
 @dataclass
 class EncodedExample:
     """One training item: latents (1, 4, F, h, w) float32 (scaled by the VAE factor) and the
-    caption's embedding text (1, 77, D) float32, both on the CPU; caption and source for logs."""
+    caption's embedding text (1, 77, D) float32, both on the CPU (Wan: the normalised latent
+    (1, 16, F', h, w) and (1, 512, D)); caption and source for logs."""
 
     latents: torch.Tensor
     text: torch.Tensor
@@ -86,8 +86,9 @@ def encode_example(model: ZeroScope, example: MotionExample, cache_dir: str | Pa
     path = Path(cache_dir) / f"{key}.safetensors" if cache_dir is not None else None
     cached = _read_entry(path) if path is not None and path.is_file() else None
     if cached is None:
-        latents = encode_frames(model, example.frames, slice_size=vae_slice_size).float().cpu()
-        text = encode_prompt(model, example.caption).float().cpu()
+        ops = model_ops(model)
+        latents = ops.encode_clip(model, example.frames, vae_slice_size)
+        text = ops.encode_text(model, example.caption)
         cached = {"latents": latents, "text": text}
         if path is not None:
             _write_entry(path, cached, {"caption": example.caption, "source": example.source})
@@ -103,7 +104,6 @@ def encode_examples(
     check_interrupt: CheckInterrupt = never_interrupt,
 ) -> list[EncodedExample]:
     """Encode every example (on_step("encode", i, n, latents) after each; cancellable between clips)."""
-    require_zeroscope(model, "Motion customization (encode_examples)")
     out = []
     for i, ex in enumerate(examples):
         checkpoint(check_interrupt)
@@ -117,7 +117,7 @@ def encode_text_cached(model: ZeroScope, prompt: str, cache: dict[str, torch.Ten
     """(1, 77, D) float32 CPU embedding of `prompt`, memoised in `cache` (a plain dict)."""
     if cache is not None and prompt in cache:
         return cache[prompt]
-    text = encode_prompt(model, prompt).float().cpu()
+    text = model_ops(model).encode_text(model, prompt)
     if cache is not None:
         cache[prompt] = text
     return text

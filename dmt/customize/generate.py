@@ -15,9 +15,12 @@ import torch
 from ..errors import InputError, explain_out_of_memory
 from ..io.progress import CheckInterrupt, OnStep, checkpoint, never_interrupt, no_progress
 from ..models.grad_modes import evaluation
-from ..models.latents import check_size, decode_latents
+from ..models.latents import check_size
 from ..models.text import DEFAULT_NEGATIVE_PROMPT, encode_prompt
-from ..models.zeroscope import ZeroScope, require_zeroscope
+from ..models.interface import kind_of, model_ops
+from ..models.wan import Wan
+from ..models.wan_ops import encode_prompt as encode_wan_prompt
+from ..models.zeroscope import ZeroScope
 from ..settings import GENERATE
 from ..transfer.schedule import previous_timestep, scheduler_timesteps
 from ..transfer.sampler import denoise_step
@@ -72,7 +75,8 @@ def sample_latents(
     check_interrupt: CheckInterrupt = never_interrupt,
     stage: str = "generate",
 ) -> torch.Tensor:
-    """DDIM + CFG sampling from precomputed prompt embeddings (no text encoder needed).
+    """DDIM + CFG sampling from precomputed prompt embeddings (no text encoder needed); on Wan,
+    Euler flow sampling on the model's schedule with CFG on the velocity (`_sample_wan`).
 
     Args:
         text, negative_text: (1, 77, D) embeddings of the prompt and the negative prompt.
@@ -81,6 +85,8 @@ def sample_latents(
     on_step(stage, i, steps, latent) after every step; check_interrupt before every step.
     """
     settings.validate()
+    if kind_of(model) == "wan":
+        return _sample_wan(model, text, negative_text, settings, on_step, check_interrupt, stage)
     device = model.device
     x = initial_noise(settings, model.unet.config.in_channels).to(device)
     x = x * float(getattr(model.scheduler, "init_noise_sigma", 1.0))
@@ -95,6 +101,36 @@ def sample_latents(
     return x
 
 
+def _sample_wan(model: Wan, text: torch.Tensor, negative_text: torch.Tensor, settings: GenerateSettings,
+                on_step: OnStep, check_interrupt: CheckInterrupt, stage: str) -> torch.Tensor:
+    """Wan text-to-video: seeded CPU noise of model.latent_shape (4k + 1 frames, sides multiples
+    of 16: refused naming the nearest valid ones), Euler steps down the model's flow schedule,
+    v = v_uncond + scale · (v_cond − v_uncond) (scale 1: the conditional velocity alone)."""
+    from ..models.wan_ops import predict_velocity
+    from ..transfer.flow_matching import flow_schedule, sample_flow
+
+    shape = model.latent_shape(settings.num_frames, settings.height, settings.width)
+    g = torch.Generator().manual_seed(int(settings.seed))
+    x = torch.randn(shape, generator=g, dtype=torch.float32).to(model.device)
+    schedule = flow_schedule(model.scheduler, settings.steps)
+    T = float(schedule.num_train_timesteps)
+    cond, uncond = text.to(model.device), negative_text.to(model.device)
+    scale = float(settings.guidance_scale)
+
+    def velocity(x: torch.Tensor, sigma: float) -> torch.Tensor:
+        v = predict_velocity(model, x, sigma * T, cond)
+        if scale == 1:
+            return v
+        v_uncond = predict_velocity(model, x, sigma * T, uncond)
+        return v_uncond + scale * (v - v_uncond)
+
+    def report(_stage: str, i: int, n: int, latent: torch.Tensor) -> None:
+        on_step(stage, i, n, latent)
+
+    with evaluation(), explain_out_of_memory("Wan text-to-video sampling"):
+        return sample_flow(velocity, x, schedule, on_step=report, check_interrupt=check_interrupt)
+
+
 def generate_video(
     model: ZeroScope,
     prompt: str,
@@ -107,7 +143,7 @@ def generate_video(
     on_step: OnStep = no_progress,
     check_interrupt: CheckInterrupt = never_interrupt,
 ) -> GenerateResult:
-    """Text-to-video with ZeroScope, optionally with customized motions.
+    """Text-to-video with ZeroScope or Wan, optionally with customized motions.
 
     Args:
         prompt: what to show; name a motion by its token (e.g. "a bear doing the sks dance").
@@ -119,13 +155,13 @@ def generate_video(
     Returns:
         GenerateResult with frames (F, H, W, 3) in [0, 1] and latents (1, 4, F, h, w).
     """
-    require_zeroscope(model, "Text to video with motions (generate_video)")
     if not isinstance(prompt, str) or not prompt.strip():
         raise InputError("The prompt is empty: describe the video to make.")
     settings.validate()
     with apply_motions(model, motions):
-        text = encode_prompt(model, prompt)
-        negative = encode_prompt(model, negative_prompt or "")
+        encode = encode_wan_prompt if kind_of(model) == "wan" else encode_prompt
+        text = encode(model, prompt)
+        negative = encode(model, negative_prompt or "")
         latents = sample_latents(model, text, negative, settings, on_step, check_interrupt)
-    frames = decode_latents(model, latents, slice_size=vae_slice_size) if decode else None
+    frames = model_ops(model).decode(model, latents, vae_slice_size) if decode else None
     return GenerateResult(frames=frames, latents=latents)

@@ -7,7 +7,8 @@ instead of 100 MiB; float32 on request):
 - full: ``<unet parameter name>`` = the trained delta of that parameter (same shape).
 Metadata key ``"dmt"`` (JSON): format "dmt-motion", version, mode, token, rank, alpha, trained
 layers, the shape of every touched UNet parameter, training settings (steps, lr, timesteps, size,
-frames, seed, ...), the base model fingerprint and the pack version that wrote it.
+frames, seed, ...), the base model's kind ("zeroscope" or "wan"; absent in files written before Wan:
+ZeroScope) and fingerprint, and the pack version that wrote it.
 
 `save_motion` writes through a temporary file and a rename; `load_motion` refuses files that are
 not ours, truncated or damaged, from a newer format; `Motion.check_fits(unet)` refuses a model of a
@@ -58,6 +59,11 @@ class Motion:
     alpha: float | None = None
     param_shapes: dict[str, list[int]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def base_kind(self) -> str:
+        """The kind of model it was trained on: "zeroscope" or "wan" (files without one: ZeroScope)."""
+        return str(self.info.get("base_model_kind", "zeroscope"))
 
     @property
     def base_fingerprint(self) -> str:

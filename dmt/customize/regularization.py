@@ -20,7 +20,7 @@ import torch
 from ..errors import InputError
 from ..io.progress import CheckInterrupt, OnStep, checkpoint, never_interrupt, no_progress
 from ..models.text import DEFAULT_NEGATIVE_PROMPT
-from ..models.zeroscope import ZeroScope, require_zeroscope
+from ..models.zeroscope import ZeroScope
 from ..settings import TRAIN
 from .encode import EncodedExample, _read_entry, _write_entry, content_key, encode_text_cached, encoder_identity
 from .examples import DEFAULT_FRAMES, DEFAULT_HEIGHT, DEFAULT_WIDTH, MotionExample, load_examples, strip_token
@@ -65,12 +65,12 @@ def generate_regularization(
     on_step: OnStep = no_progress,
     check_interrupt: CheckInterrupt = never_interrupt,
 ) -> list[EncodedExample]:
-    """Sample `count` prior clips with the frozen model (clip i uses seed settings.seed + i).
+    """Sample `count` prior clips with the frozen model, ZeroScope or Wan (clip i uses seed
+    settings.seed + i).
 
     Returns EncodedExample items (latents + the prompt's embedding) ready for `train_motion`.
     on_step("regularization", k, count * steps, latent) per sampling step.
     """
-    require_zeroscope(model, "Regularization clips (generate_regularization)")
     settings.validate()
     prompts = prior_prompts(captions, token, count)
     ident = encoder_identity(model)

@@ -8,7 +8,9 @@ Per optimiser step and per gradient-accumulation micro-step, from one CPU genera
   L = ‖ε_θ(x_t, t, caption) − ε‖² (mean over elements);
   with regularization clips, one reg clip j with its own t and ε goes in the same UNet batch and
   L += λ · ‖ε_θ(x_t^reg, t, caption_j) − ε^reg‖².
-The loss divided by the accumulation count is back-propagated; AdamW (β 0.9/0.999, weight decay
+On Wan the same loop runs the flow-matching objective instead (dmt.models.interface: σ from the
+drawn step and the model's flow shift, x_t = (1 − σ)·x0 + σ·ε, the transformer's velocity
+regressed onto ε − x0); everything else is shared. The loss divided by the accumulation count is back-propagated; AdamW (β 0.9/0.999, weight decay
 0.01, constant lr: 5e-4 for lora, 1e-5 for full) steps once per step. fp16/bf16 models run under
 autocast in their dtype (fp16 with a GradScaler); the trained tensors are fp32.
 
@@ -36,18 +38,18 @@ import torch
 from ..errors import DMTError, InputError, explain_out_of_memory
 from ..io.progress import CheckInterrupt, OnStep, checkpoint, never_interrupt, no_progress
 from ..io.video import write_video
-from ..models.latents import decode_latents
 from ..models.memory import gradient_checkpointing, on_device
 from ..models.text import DEFAULT_NEGATIVE_PROMPT
 from ..models.unet import autocast_for
-from ..models.zeroscope import ZeroScope, require_zeroscope
+from ..models.interface import kind_of, model_ops
+from ..models.wan import Wan
+from ..models.zeroscope import ZeroScope
 from ..settings import TRAIN
 from .encode import EncodedExample, content_key, encode_text_cached
 from .examples import DEFAULT_TOKEN, MotionExample, caption_has_token, check_token
 from .generate import GenerateSettings, sample_latents
 from .loss_curve import append_loss_log, draw_loss_curve, read_loss_log, save_loss_curve, write_loss_log
 from .motion_file import Motion, save_motion
-from .timesteps import sample_timesteps
 from .train_state import load_train_state, save_train_state, state_path as train_state_path
 from .trainable import DEFAULT_RANK, TrainableSet, check_mode, trainable, trainable_modules
 
@@ -181,43 +183,40 @@ def _resume_mismatch(saved: dict, keys: dict) -> str | None:
     return " and ".join(differ) or None
 
 
-def build_motion(ts: TrainableSet, unet: torch.nn.Module, model: ZeroScope, token: str, settings: TrainSettings,
+def build_motion(ts: TrainableSet, unet: torch.nn.Module, model: ZeroScope | Wan, token: str, settings: TrainSettings,
                  steps_done: int, latent_shape: tuple[int, ...], extra: dict | None = None) -> Motion:
-    """A Motion from the current trainable tensors, with the training metadata."""
+    """A Motion from the current trainable tensors, with the training metadata (the base
+    model's kind among it: a motion is refused by the other model)."""
     from .. import __version__
 
     shapes = dict(ts.base_shapes)
+    kind = kind_of(model)
+    frames, height, width = model_ops(model).pixel_size(model, latent_shape)
     info = {
         "steps": steps_done, "lr": settings.learning_rate(), "timesteps": settings.timesteps,
         "weight_decay": settings.weight_decay, "gradient_accumulation": settings.gradient_accumulation,
         "reg_weight": settings.reg_weight, "seed": settings.seed,
-        "num_frames": int(latent_shape[2]), "height": int(latent_shape[3]) * 8, "width": int(latent_shape[4]) * 8,
-        "trained_layers": trainable_modules(unet) if ts.mode == "full" else sorted({_root(t) for t in ts.targets}),
-        "base_model_fingerprint": model.fingerprint, "base_model_name": model.name, "dmt_version": __version__,
-        **(extra or {}),
+        "num_frames": frames, "height": height, "width": width,
+        "trained_layers": trainable_modules(unet) if ts.mode == "full" else sorted({_root(t, kind) for t in ts.targets}),
+        "base_model_kind": kind, "base_model_fingerprint": model.fingerprint, "base_model_name": model.name,
+        "dmt_version": __version__, **(extra or {}),
     }
     return Motion(tensors=ts.state_tensors(), mode=ts.mode, token=token, rank=ts.rank, alpha=ts.alpha,
                   param_shapes=shapes, info=info)
 
 
-def _root(module_name: str) -> str:
+def _root(module_name: str, kind: str = "zeroscope") -> str:
     from .trainable import is_trainable_module
 
     parts = module_name.split(".")
     for i in range(1, len(parts) + 1):
-        if is_trainable_module(".".join(parts[:i])):
+        if is_trainable_module(".".join(parts[:i]), kind):
             return ".".join(parts[:i])
     return module_name
 
 
-def _forward_process(scheduler, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε per batch item (scheduler.add_noise with float32 ᾱ)."""
-    a = scheduler.alphas_cumprod[t].to(torch.float32).view(-1, 1, 1, 1, 1)
-    return a.sqrt() * x0 + (1 - a).sqrt() * eps
-
-
 def train_motion(
-    model: ZeroScope,
+    model: ZeroScope | Wan,
     examples: list[EncodedExample],
     token: str = DEFAULT_TOKEN,
     settings: TrainSettings = TrainSettings(),
@@ -236,8 +235,10 @@ def train_motion(
     """Teach `model` the motion of `examples` under `token`; return the trained Motion.
 
     Args:
-        model: the shared ZeroScope; only its UNet runs during training, and it is left exactly as
-            loaded on every exit path (adapters removed, weights bit-identical, flags restored).
+        model: the shared ZeroScope or Wan; only its denoiser (UNet / transformer) runs during
+            training, with the model's own objective (dmt.models.interface: ε on ZeroScope, the
+            flow velocity on Wan), and it is left exactly as loaded on every exit path (adapters
+            removed, weights bit-identical, flags restored).
         examples: encoded example clips (encode_examples); every caption must contain `token`.
         regularization: encoded prior clips (real: encode_examples(load_regularization(...));
             generated: generate_regularization), weighted by settings.reg_weight.
@@ -256,7 +257,7 @@ def train_motion(
         InputError for bad settings or data (before any training); Interrupted on cancel (after
         writing a resumable state when work_dir is set); DMTError when the loss becomes NaN.
     """
-    require_zeroscope(model, "Motion customization (train_motion)")
+    ops = model_ops(model)
     settings.validate()
     token = check_token(token)
     regularization = list(regularization)
@@ -267,7 +268,7 @@ def train_motion(
     state_path = train_state_path(work) if work is not None else None
     log_path = work / "loss.jsonl" if work is not None else None
     keys = {"settings": settings.resume_key(), "data": data_key(examples, regularization), "model": model.fingerprint}
-    device, unet, scheduler = model.device, model.unet, model.scheduler
+    device, unet = model.device, ops.denoiser(model)
     amp = autocast_for(model)
     use_scaler = model.dtype == torch.float16
     latent_shape = tuple(examples[0].latents.shape)
@@ -281,8 +282,8 @@ def train_motion(
         cache: dict[str, torch.Tensor] = {ex.caption: ex.text for ex in examples}
         val_texts = [encode_text_cached(model, p, cache) for p in val_prompts]
         negative = encode_text_cached(model, negative_prompt, cache)
-    val_settings = GenerateSettings(latent_shape[2], latent_shape[3] * 8, latent_shape[4] * 8,
-                                    settings.validation_steps, settings.validation_guidance, settings.validation_seed)
+    val_settings = GenerateSettings(*ops.pixel_size(model, latent_shape), settings.validation_steps,
+                                    settings.validation_guidance, settings.validation_seed)
     result = TrainResult(motion=None, losses=[], work_dir=work)  # type: ignore[arg-type]
     on_gpu = device.type != "cpu" and settings.offload_encoders
 
@@ -291,7 +292,7 @@ def train_motion(
         for k, text in enumerate(val_texts):
             lat = sample_latents(model, text, negative, val_settings, check_interrupt=check_interrupt, stage="validation")
             with on_device(model.vae, device) if on_gpu else contextlib.nullcontext():
-                frames = decode_latents(model, lat).cpu()
+                frames = ops.decode(model, lat).cpu()
             clips.append(frames)
             if work is not None:
                 write_video(work / "checkpoints" / f"validation_step_{step:06d}_{k}.mp4", frames, 8.0)
@@ -359,7 +360,7 @@ def train_motion(
                 for _ in range(settings.gradient_accumulation):
                     i = int(torch.randint(len(examples), (1,), generator=gen))
                     n = 2 if use_reg else 1
-                    t = sample_timesteps(n, settings.timesteps, gen, scheduler.config.num_train_timesteps)
+                    t = ops.draw_times(model, n, settings.timesteps, gen)
                     x0 = [examples[i].latents]
                     texts = [examples[i].text]
                     if use_reg:
@@ -368,18 +369,18 @@ def train_motion(
                         texts.append(regularization[j].text)
                     x0 = torch.cat(x0).float()
                     eps = torch.randn(x0.shape, generator=gen, dtype=torch.float32)
-                    x_t = _forward_process(scheduler, x0, eps, t).to(device)
-                    eps = eps.to(device)
+                    x_t, t_model, target = ops.noisy(model, x0, eps, t)
+                    x_t, target = x_t.to(device), target.to(device)
                     text = torch.cat(texts).to(device, model.dtype)
                     with amp:
-                        pred = unet(x_t, t.to(device), encoder_hidden_states=text, return_dict=False)[0]
-                    per_item = (pred.float() - eps).pow(2).flatten(1).mean(1)
+                        pred = ops.predict(model, x_t, t_model, text)
+                    per_item = (pred.float() - target).pow(2).flatten(1).mean(1)
                     loss = per_item[0] + (settings.reg_weight * per_item[1] if use_reg else 0.0)
                     scaler.scale(loss / settings.gradient_accumulation).backward()
                     ex_sum += float(per_item[0].detach())
                     reg_sum += float(per_item[1].detach()) if use_reg else 0.0
                     ts_used += [int(v) for v in t]
-                    del pred, per_item, loss, x_t, eps, x0
+                    del pred, per_item, loss, x_t, eps, x0, target
                 ga = settings.gradient_accumulation
                 total = (ex_sum + settings.reg_weight * reg_sum) / ga
                 if not math.isfinite(total) and not use_scaler:

@@ -12,6 +12,13 @@ cross-attention. In diffusers' UNet3DConditionModel these modules are
 
 Everything else (the rest of the UNet, the VAE and the text encoder) stays frozen.
 
+On Wan 2.1's transformer (a DiT: no temporal layers of their own; the self-attention over all
+frames' patches carries the motion) the same roles are played by
+- every ``blocks.<i>.attn1`` (the space-time self-attention: to_q, to_k, to_v, to_out and its
+  q/k norms),
+- ``blocks.<i>.attn2.to_k`` and ``.to_v`` (the text cross-attention's key/value: the token).
+The rules are chosen by the denoiser's class (`denoiser_kind`).
+
 Parameterisations:
 - ``full`` (the paper's): every parameter of those modules (weights, biases, norms) is tuned.
   The shared weights are never written: each one gets an fp32 *delta* through
@@ -44,17 +51,29 @@ ADAPTER_NAME = "dmt_motion"
 
 _TEMPORAL = re.compile(r"(^|\.)(temp_convs|temp_attentions)\.\d+$")
 _SPATIAL_KV = re.compile(r"(^|\.)attentions\.\d+\.transformer_blocks\.\d+\.attn2\.to_[kv]$")
+_WAN_SELF = re.compile(r"(^|\.)blocks\.\d+\.attn1$")
+_WAN_CROSS_KV = re.compile(r"(^|\.)blocks\.\d+\.attn2\.to_[kv]$")
 
 
-def is_trainable_module(name: str) -> bool:
-    """Whether the UNet module called `name` is one of the roots of the trainable set."""
+def denoiser_kind(denoiser: torch.nn.Module) -> str:
+    """"wan" for Wan's WanTransformer3DModel, else "zeroscope" (the UNet3DConditionModel)."""
+    return "wan" if type(denoiser).__name__ == "WanTransformer3DModel" else "zeroscope"
+
+
+def is_trainable_module(name: str, kind: str = "zeroscope") -> bool:
+    """Whether the denoiser module called `name` is one of the roots of the trainable set of a
+    `kind` model ("zeroscope": the UNet's rules, "wan": the transformer's)."""
+    if kind == "wan":
+        return bool(_WAN_SELF.search(name)) or bool(_WAN_CROSS_KV.search(name))
     return name == "transformer_in" or bool(_TEMPORAL.search(name)) or bool(_SPATIAL_KV.search(name))
 
 
 def trainable_modules(unet: torch.nn.Module) -> list[str]:
-    """Names of the trainable roots in `unet` (temp_convs.i, temp_attentions.i, transformer_in and
-    the spatial attn2.to_k / attn2.to_v), in module order."""
-    return [n for n, _ in unet.named_modules() if n and is_trainable_module(n)]
+    """Names of the trainable roots in `unet` (ZeroScope: temp_convs.i, temp_attentions.i,
+    transformer_in and the spatial attn2.to_k / attn2.to_v; Wan: blocks.i.attn1 and
+    blocks.i.attn2.to_k / to_v), in module order."""
+    kind = denoiser_kind(unet)
+    return [n for n, _ in unet.named_modules() if n and is_trainable_module(n, kind)]
 
 
 def _under(name: str, roots: list[str]) -> bool:

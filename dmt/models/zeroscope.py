@@ -20,7 +20,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, UNet3DConditionModel
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from ..errors import InputError, ModelLoadError
+from ..errors import ModelLoadError
 from .folders import identify_folder
 
 DEFAULT_MODEL = "cerspense/zeroscope_v2_576w"
@@ -90,14 +90,6 @@ class ZeroScope:
             for module in (self.unet, self.vae, self.text_encoder):
                 module.to(device)
         return self
-
-
-def require_zeroscope(model, what: str) -> None:
-    """Raise InputError when `model` is a Wan: `what` (e.g. "Motion customization") runs on
-    ZeroScope only for now."""
-    if getattr(model, "kind", "zeroscope") == "wan":
-        raise InputError(f"{what} runs on ZeroScope only for now; the model given is Wan '{getattr(model, 'name', '')}'. "
-                         f"Load ZeroScope (dmt.load_zeroscope) for it.")
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:

@@ -109,7 +109,7 @@ def test_encode_cache_is_reused_and_keyed_by_content(tmp_path, tiny_model, monke
     def fail(*a, **k):
         raise AssertionError("the cache was not used")
 
-    monkeypatch.setattr(enc_mod, "encode_frames", fail)
+    monkeypatch.setattr(enc_mod.model_ops(tiny_model).__class__, "encode_clip", fail)
     again = encode_examples(tiny_model, ex, cache_dir=tmp_path)
     assert torch.equal(first[0].latents, again[0].latents) and torch.equal(first[0].text, again[0].text)
     monkeypatch.undo()

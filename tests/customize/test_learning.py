@@ -34,7 +34,7 @@ import copy
 import torch
 
 from dmt.customize import TrainSettings, apply_motions, train_motion
-from dmt.customize.train import _forward_process
+from dmt.models.interface import ZeroScopeOps
 from dmt.models.grad_modes import evaluation
 
 from cz_helpers import blob_clip, encoded
@@ -50,7 +50,7 @@ def heldout_loss(model, clips, text, motion=None) -> float:
         for c in clips:
             for t in TS:
                 eps = torch.randn(c.latents.shape, generator=g)
-                x_t = _forward_process(model.scheduler, c.latents, eps, torch.tensor([t]))
+                x_t = ZeroScopeOps().noisy(model, c.latents, eps, torch.tensor([t]))[0]
                 pred = model.unet(x_t, t, encoder_hidden_states=text).sample
                 total.append(float((pred - eps).pow(2).mean()))
     return sum(total) / len(total)
