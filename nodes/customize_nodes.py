@@ -1,4 +1,4 @@
-"""Motion customization nodes (ComfyUI V3 schema): teach ZeroScope a motion from a few example
+"""Motion customization nodes (ComfyUI V3 schema): teach ZeroScope or Wan a motion from a few example
 clips, save/load it under models/dmt_motions, apply it to the model, and generate videos.
 Thin adapters: every computation is a dmt.customize call."""
 
@@ -15,7 +15,6 @@ from comfy_api.latest import io
 
 from .. import dmt
 from ..dmt import customize
-from ..dmt.models.zeroscope import require_zeroscope
 from ..dmt.settings import GENERATE, TRAIN
 
 from . import model_management
@@ -162,13 +161,15 @@ class DMTTrainMotion(io.ComfyNode):
             display_name="Train Motion (DMT)",
             category=CATEGORY,
             description=(
-                "Teaches ZeroScope the motion of the example clips, bound to their token (motion customization, "
-                "Materzyńska et al. 2023). Only the temporal layers and the key/value projections of the "
-                "cross-attention are tuned (LoRA by default); the loaded model stays unchanged. Outputs the "
-                "motion (save it or apply it), the loss curve and a validation clip made with the motion."
+                "Teaches the model the motion of the example clips, bound to their token (motion customization, "
+                "Materzyńska et al. 2023). ZeroScope: only the temporal layers and the key/value projections of the "
+                "cross-attention are tuned; Wan: the self-attention and the cross-attention's key/value of every "
+                "block, with Wan's flow-matching objective (clips of 4k + 1 frames). LoRA by default; the loaded "
+                "model stays unchanged. Outputs the motion (save it or apply it; it works on the kind of model it "
+                "was trained on), the loss curve and a validation clip made with the motion."
             ),
             inputs=[
-                DMTModel.Input("model", tooltip="ZeroScope from 'Load ZeroScope (DMT)' (left exactly as loaded)."),
+                DMTModel.Input("model", tooltip="ZeroScope or Wan from its Load node (left exactly as loaded)."),
                 MotionExamplesType.Input("examples", tooltip="Example clips from 'Motion Examples (DMT)' (every caption names the token)."),
                 io.Combo.Input("mode", options=list(customize.MODES), default=TRAIN["mode"].default,
                                tooltip="'lora' (default: small file, less memory) or 'full' (the paper's: the same weights tuned directly)."),
@@ -222,7 +223,6 @@ class DMTTrainMotion(io.ComfyNode):
                 validation_guidance: float, gradient_checkpointing: bool,
                 regularization: MotionExamples | None = None,
                 checkpoint_every: int = TRAIN["checkpoint_every"].default, resume: bool = True) -> io.NodeOutput:
-        require_zeroscope(model, "Motion customization (Train Motion)")  # before any check of the clips
         if not examples.items:
             raise dmt.InputError("No example clips: connect 'Motion Examples (DMT)'.")
         if examples.token is None:
@@ -376,7 +376,7 @@ class DMTApplyMotion(io.ComfyNode):
                 "each with its own strength. Name the motion by its token in the prompt."
             ),
             inputs=[
-                DMTModel.Input("model", tooltip="ZeroScope from 'Load ZeroScope (DMT)' or another Apply Motion node."),
+                DMTModel.Input("model", tooltip="ZeroScope or Wan from its Load node or another Apply Motion node (the kind the motion was trained on)."),
                 MotionType.Input("motion", tooltip="From 'Load Motion (DMT)' or 'Train Motion (DMT)'."),
                 io.Float.Input("strength", default=1.0, min=0.0, max=customize.MAX_STRENGTH, step=0.05,
                                tooltip="1 = as trained, 0 = off, up to 2 = exaggerated."),
@@ -400,12 +400,13 @@ class DMTTextToVideo(io.ComfyNode):
             display_name="Text to Video (DMT)",
             category=CATEGORY,
             description=(
-                "Generates a video from a prompt with ZeroScope (DDIM, classifier-free guidance), with the motions "
+                "Generates a video from a prompt with ZeroScope (DDIM) or Wan (Euler flow steps; 4k + 1 frames, "
+                "sides multiples of 16), classifier-free guidance, with the motions "
                 "of 'Apply Motion (DMT)' applied: write their token in the prompt, e.g. 'a bear doing the sks dance "
                 "on the beach'. Outputs frames for the core video nodes (Create Video, Save Video)."
             ),
             inputs=[
-                DMTModel.Input("model", tooltip="ZeroScope, usually through 'Apply Motion (DMT)'."),
+                DMTModel.Input("model", tooltip="ZeroScope or Wan, usually through 'Apply Motion (DMT)'."),
                 io.String.Input("prompt", multiline=True, default="a bear doing the sks dance on the beach",
                                 tooltip="What the video shows; name a motion by its token."),
                 io.String.Input("negative_prompt", multiline=True, default=dmt.DEFAULT_NEGATIVE_PROMPT,
@@ -427,7 +428,6 @@ class DMTTextToVideo(io.ComfyNode):
     @classmethod
     def execute(cls, model, prompt: str, negative_prompt: str, frame_count: int, width: int, height: int,
                 steps: int, guidance: float, seed: int) -> io.NodeOutput:
-        require_zeroscope(model, "Text to video with motions (Text to Video)")
         settings = customize.GenerateSettings(frame_count, height, width, steps, guidance, seed)
         with run_scope(model) as low_memory, model_management.vae_on_device(model, low_memory):
             result = customize.generate_video(model, prompt, motions=motions_of(model), negative_prompt=negative_prompt,

@@ -220,7 +220,7 @@ class DMTInvertVideo(io.ComfyNode):
         frames = dmt.prepare_frames(images, width, height, count, start_frame, frame_stride)
         notes += validation.prompt_notes(title, model, {"source_prompt": source_prompt})
         progress = Progress(1, then={"inversion": sampling_steps})
-        with run_scope(model) as low_memory:
+        with run_scope(model) as low_memory, applied_motions(model):
             with model_management.vae_on_device(model, low_memory):
                 inversion = dmt.invert_wan_video(model, frames, source_prompt, sampling_steps, on_step=progress,
                                                  check_interrupt=check_interrupt)
@@ -292,7 +292,7 @@ class DMTExtractTargets(io.ComfyNode):
                     f"'sampling_steps' is {sampling_steps} in '{title}' but {made} in '{node_title(DMTInvertVideo)}' "
                     f"(the inversion follows the sampling schedule). Use the same value in both.")
         settings = dmt.AMFSettings(num_steps=sampling_steps, guided_fraction=round(1.0 - guidance_min, 6))
-        with run_scope(model, ("unet", "text_encoder")):
+        with run_scope(model, ("unet", "text_encoder")), applied_motions(model):
             targets = dmt.extract_wan_targets(model, inversion, settings, on_step=Progress(1),
                                               check_interrupt=check_interrupt)
         return io.NodeOutput(targets)
@@ -473,7 +473,7 @@ class DMTGuidedSampler(io.ComfyNode):
             raise dmt.InputError(f"'{title}' on Wan: {exc} (widgets: cfg = guidance_scale, optimization_steps = "
                                  f"iterations, lr_start/lr_end = lr_range)") from None
         progress = Progress(1, then={"decode": 1})
-        with run_scope(model) as low_memory:
+        with run_scope(model) as low_memory, applied_motions(model):
             result = dmt.wan_guided_sample(model, targets, samples, target_prompt, negative_prompt, settings,
                                            on_step=progress, check_interrupt=check_interrupt)
             with model_management.vae_on_device(model, low_memory):

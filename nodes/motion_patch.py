@@ -14,7 +14,8 @@ import copy
 from collections.abc import Iterator
 
 from ..dmt import customize
-from ..dmt.models.zeroscope import require_zeroscope
+from ..dmt.customize.apply import check_same_kind
+from ..dmt.models.interface import model_ops
 
 MOTIONS_ATTR = "dmt_motions"
 
@@ -27,12 +28,12 @@ def motions_of(model) -> list[tuple[customize.Motion, float]]:
 def with_motion(model, motion: customize.Motion, strength: float):
     """A shallow copy of `model` carrying its motions plus (motion, strength); `model` itself is
     unchanged. Raises InputError for a strength outside [0, 2] and MotionFileError for a motion
-    trained on a differently shaped model (both before any work)."""
-    require_zeroscope(model, "Motion customization (Apply Motion)")
+    trained on the other kind of model or a differently shaped one (both before any work)."""
     strength = customize.check_strength(strength)
     if not isinstance(motion, customize.Motion):
         raise customize.MotionFileError("The motion input is not a DMT motion (use 'Load Motion (DMT)' or 'Train Motion (DMT)').")
-    motion.check_fits(model.unet)
+    check_same_kind(model, motion)
+    motion.check_fits(model_ops(model).denoiser(model))
     patched = copy.copy(model)
     setattr(patched, MOTIONS_ATTR, (*motions_of(model), (motion, strength)))
     return patched

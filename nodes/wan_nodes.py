@@ -1,6 +1,7 @@
 """Load Wan (DMT): Wan 2.1 text-to-video as the second base model of the DMT nodes. It gives the
 same DMT_MODEL socket as Load ZeroScope; the Invert / Targets / Init / Sampler nodes run Wan's
-stages (dmt.transfer.wan_stages) when they get it. Thin adapter: the work is dmt.load_wan."""
+stages (dmt.transfer.wan_stages) and the customization nodes Wan's objective (dmt.models.interface)
+when they get it. Thin adapter: the work is dmt.load_wan."""
 
 from __future__ import annotations
 
@@ -39,8 +40,8 @@ class DMTLoadWan(io.ComfyNode):
                 f"{dmt.DEFAULT_WAN_MODEL} (tens of GB, most of it the UMT5-XXL text encoder) into models/diffusers/"
                 f"{WAN_FOLDER} the first time. The DMT nodes run Wan's own stages with it: flow-matching inversion, "
                 f"attention-motion-flow or SMM guidance (the sampler's 'guidance'), 4k+1 frames, sizes in multiples "
-                f"of 16. Wan's weights are licensed {WAN_LICENCE}. Motion customization (Train Motion) is "
-                "ZeroScope's only for now."
+                f"of 16; Train Motion / Apply Motion / Text to Video also take it. Wan's weights are licensed "
+                f"{WAN_LICENCE}."
             ),
             inputs=[
                 io.Combo.Input(

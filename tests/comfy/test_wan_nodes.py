@@ -82,7 +82,7 @@ def test_a_wan_inversion_file_reproduces_the_run_and_zeroscope_refuses_it(server
 
 
 @pytest.mark.parametrize("case", ["frames", "size", "guidance_max", "steps", "attention_flow_on_zeroscope",
-                                  "train_on_wan", "wan_folder_in_zeroscope_loader"])
+                                  "wan_folder_in_zeroscope_loader"])
 def test_what_wan_cannot_take_gets_a_message(server, object_info, case):
     if case == "frames":
         prompt, expect = wan_prompt(object_info, DMTInvertVideo={"frame_count": 6}), ["6 frames", "5 or 9"]
@@ -99,22 +99,6 @@ def test_what_wan_cannot_take_gets_a_message(server, object_info, case):
                           "inputs": {"model_name": "dmt-tiny", "dtype": "float32", "device": "cpu"}}
         prompt = shrink(prompt)  # ZeroScope's small frame count (the Wan one is not 6)
         expect = ["ZeroScope runs the paper's SMM guidance"]
-    elif case == "train_on_wan":
-        prompt = {
-            "1": {"class_type": "DMTLoadWan", "inputs": {"model_name": TINY_WAN, "dtype": "float32", "device": "cpu"}},
-            "2": {"class_type": "LoadVideo", "inputs": {"file": "input_video.mp4"}},
-            "3": {"class_type": "GetVideoComponents", "inputs": {"video": ["2", 0]}},
-            "4": {"class_type": "DMTMotionExamples", "inputs": {"images": ["3", 0], "caption": "a ball doing the sks jump",
-                                                                "frame_count": 8, "width": 64, "height": 64}},
-            "5": {"class_type": "DMTTrainMotion", "inputs": {"model": ["1", 0], "examples": ["4", 0]}},
-            "6": {"class_type": "DMTSaveMotion", "inputs": {"motion": ["5", 0], "name": "wan_motion"}},
-        }
-        for nid, cls in (("4", "DMTMotionExamples"), ("5", "DMTTrainMotion")):  # the nodes' defaults
-            for group in ("required", "optional"):
-                for key, spec in object_info[cls]["input"].get(group, {}).items():
-                    if key not in prompt[nid]["inputs"] and len(spec) > 1 and "default" in spec[1]:
-                        prompt[nid]["inputs"][key] = spec[1]["default"]
-        expect = ["runs on ZeroScope only for now", "Wan"]
     else:
         prompt = wan_prompt(object_info)
         (loader,) = find(prompt, "DMTLoadWan")
@@ -139,3 +123,46 @@ def test_the_wan_loader_lists_only_wan_folders(object_info):
     zeroscope = object_info["DMTLoadZeroScope"]["input"]["required"]["model_name"][1]["options"]
     assert TINY_WAN in wan and "dmt-tiny" not in wan
     assert "dmt-tiny" in zeroscope and TINY_WAN not in zeroscope
+
+
+def _with_defaults(prompt: dict, object_info: dict) -> dict:
+    """Fill every widget a node's inputs leave out with the node's default (as the frontend does)."""
+    for node in prompt.values():
+        info = object_info[node["class_type"]]["input"]
+        for group in ("required", "optional"):
+            for key, spec in info.get(group, {}).items():
+                if key not in node["inputs"] and len(spec) > 1 and isinstance(spec[1], dict) and "default" in spec[1]:
+                    node["inputs"][key] = spec[1]["default"]
+    return prompt
+
+
+def customize_prompt(object_info: dict, base: str = "DMTLoadWan") -> dict:
+    """Wan: Motion Examples (5 frames) → Train Motion (2 steps) → Save Motion, and Apply Motion →
+    Text to Video (5 frames) → lossless WEBP 'webp'; `base` loads the model the motion is applied to."""
+    tiny = {"DMTLoadWan": TINY_WAN, "DMTLoadZeroScope": "dmt-tiny"}
+    prompt = {
+        "1": {"class_type": "DMTLoadWan", "inputs": {"model_name": TINY_WAN, "dtype": "float32", "device": "cpu"}},
+        "2": {"class_type": "LoadVideo", "inputs": {"file": "input_video.mp4"}},
+        "3": {"class_type": "GetVideoComponents", "inputs": {"video": ["2", 0]}},
+        "4": {"class_type": "DMTMotionExamples", "inputs": {"images": ["3", 0], "caption": "a ball doing the sks jump",
+                                                            "frame_count": 5, "width": 64, "height": 64}},
+        "5": {"class_type": "DMTTrainMotion", "inputs": {"model": ["1", 0], "examples": ["4", 0], "rank": 2, "steps": 2,
+                                                         "learning_rate": 0.05, "validation_steps": 2}},
+        "6": {"class_type": "DMTSaveMotion", "inputs": {"motion": ["5", 0], "name": "wan_motion"}},
+        "7": {"class_type": base, "inputs": {"model_name": tiny[base], "dtype": "float32", "device": "cpu"}},
+        "8": {"class_type": "DMTApplyMotion", "inputs": {"model": ["7", 0], "motion": ["5", 0], "strength": 1.0}},
+        "9": {"class_type": "DMTTextToVideo", "inputs": {"model": ["8", 0], "prompt": "a cat doing the sks jump",
+                                                         "frame_count": 5, "width": 64, "height": 64, "steps": 2}},
+        "webp": {"class_type": "SaveAnimatedWEBP", "inputs": {"images": ["9", 0], "filename_prefix": "dmt/wan_t2v",
+                                                               "fps": 8.0, "lossless": True, "quality": 100,
+                                                               "method": "default"}},
+    }
+    return _with_defaults(prompt, object_info)
+
+
+def test_a_motion_trains_on_wan_and_applies_to_wan_only(server, object_info):
+    entry = ok(server.run(customize_prompt(object_info)))
+    assert (server.base / "models" / "dmt_motions" / "wan_motion.safetensors").is_file()
+    assert frames(server, entry).shape == (5, 64, 64, 3)
+    err = error_of(server.run(customize_prompt(object_info, base="DMTLoadZeroScope")))
+    assert "trained on Wan" in err["exception_message"] and "the model is ZeroScope" in err["exception_message"], err
