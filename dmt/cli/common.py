@@ -104,3 +104,24 @@ def progress_bar(desc_by_stage: dict[str, str]):
             bar.close()
 
     return on_step
+
+
+def load_base_model(source: str, device: str | None, dtype: str | None):
+    """ZeroScope or Wan 2.1 from a folder or hub id (a Wan one by its JSON files or its name),
+    on `device` (default: cuda when available, else cpu) in `dtype` (default: float32 on the
+    CPU; on a GPU float16 for ZeroScope, bfloat16 for Wan). Prints what it loads."""
+    import torch
+
+    from .transfer_wan import is_wan_source
+
+    wan = is_wan_source(source)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = dtype or ("float32" if torch.device(device).type == "cpu" else "bfloat16" if wan else "float16")
+    print(f"loading {source} ({'Wan 2.1, ' if wan else ''}{dtype}, {device})", file=sys.stderr)
+    if wan:
+        from ..models.wan import load_wan
+
+        return load_wan(source, dtype, device)
+    from ..models.zeroscope import load_zeroscope
+
+    return load_zeroscope(source, dtype, device)

@@ -1,4 +1,4 @@
-"""The ``customize`` sub-command: teach ZeroScope a motion from a few example clips.
+"""The ``customize`` sub-command: teach ZeroScope (or Wan 2.1) a motion from a few example clips.
 
     python -m dmt customize --examples DIR --model PATH --out motion.safetensors [--caption TEXT]
         [--token sks] [--mode lora|full] [--rank 32] [--steps 400] [--lr LR] [--frames 16
@@ -17,24 +17,25 @@ import signal
 import sys
 from pathlib import Path
 
-import torch
 
 from ..customize.train import TrainSettings
 from ..errors import InputError, Interrupted
 from ..models.text import DEFAULT_NEGATIVE_PROMPT
 from ..models.zeroscope import DEFAULT_MODEL
 from ..settings import TRAIN
-from .common import HelpFormatter, add_setting, add_threads_option, check_args, start_threads, use_threads
+from .common import HelpFormatter, add_setting, add_threads_option, check_args, load_base_model, start_threads, use_threads
 
 
 def add_customize_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "customize",
-        help="teach ZeroScope a new motion from a few example clips (motion customization)",
+        help="teach ZeroScope or Wan 2.1 a new motion from a few example clips (motion customization)",
         description="Motion customization (Materzyńska et al., 'Customizing Motion in Text-to-Video Diffusion "
         "Models'): fine-tune ZeroScope's temporal convolutions, temporal attentions and the key/value "
         "projections of the spatial cross-attention on example clips whose captions name the motion with a "
-        "token, and save the result as a small motion file for `python -m dmt generate --motion`.",
+        "token, and save the result as a small motion file for `python -m dmt generate --motion`. A Wan 2.1 "
+        "--model tunes its transformer's self-attention and cross-attention key/value with its flow-matching "
+        "objective instead (--frames 4k + 1, sides multiples of 16); the motion then works on Wan only.",
         formatter_class=HelpFormatter,
     )
     S = TRAIN  # defaults, ranges and help: dmt.settings
@@ -123,7 +124,6 @@ def run_customize(args: argparse.Namespace) -> int:
     from ..customize.regularization import generate_regularization, load_regularization
     from ..customize.train import train_motion
     from ..customize.train_state import read_train_state_info, state_path
-    from ..models.zeroscope import load_zeroscope
 
     check_args(args, TRAIN)
     start_threads(args)
@@ -153,10 +153,7 @@ def run_customize(args: argparse.Namespace) -> int:
                  if args.reg_videos else [])
     print(f"{len(examples)} example clip(s), {len(reg_clips)} regularization clip(s): {args.frames} frames "
           f"{args.width}x{args.height}", file=sys.stderr)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = args.dtype or ("float16" if torch.device(device).type == "cuda" else "float32")
-    print(f"loading {args.model} ({dtype}, {device})", file=sys.stderr)
-    model = load_zeroscope(args.model, dtype, device)
+    model = load_base_model(args.model, args.device, args.dtype)
     use_threads(args, model)
     encoded = encode_examples(model, examples, cache_dir=cache)
     regularization = encode_examples(model, reg_clips, cache_dir=cache) if reg_clips else []

@@ -1,4 +1,4 @@
-"""The ``generate`` sub-command: text-to-video with ZeroScope, optionally with trained motions.
+"""The ``generate`` sub-command: text-to-video with ZeroScope or Wan 2.1, optionally with trained motions.
 
     python -m dmt generate --model PATH --prompt TEXT [--motion FILE[:STRENGTH] ...]
         [--frames 16 --height 256 --width 256 --steps 40 --guidance 9 --seed 0] --out video.mp4
@@ -9,22 +9,23 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
 
 from ..customize.apply import check_strength
 from ..models.text import DEFAULT_NEGATIVE_PROMPT
 from ..models.zeroscope import DEFAULT_MODEL
 from ..settings import GENERATE
-from .common import HelpFormatter, add_setting, add_threads_option, check_args, progress_bar, start_threads, use_threads
+from .common import (HelpFormatter, add_setting, add_threads_option, check_args, load_base_model, progress_bar,
+                     start_threads, use_threads)
 
 
 def add_generate_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "generate",
-        help="text-to-video with ZeroScope, optionally with customized motions",
+        help="text-to-video with ZeroScope or Wan 2.1, optionally with customized motions",
         description="Sample a video from a prompt with ZeroScope's DDIM scheduler and classifier-free guidance. "
         "Each --motion FILE[:STRENGTH] (strength 0-2, default 1) applies a motion trained with `customize` for "
-        "this run only; name it in the prompt by its token (e.g. 'a bear doing the sks dance').",
+        "this run only; name it in the prompt by its token (e.g. 'a bear doing the sks dance'). A Wan 2.1 --model "
+        "samples with Euler flow steps (--frames 4k + 1, sides multiples of 16) and takes motions trained on Wan.",
         formatter_class=HelpFormatter,
     )
     p.add_argument("--prompt", required=True, help="what the video shows")
@@ -62,7 +63,8 @@ def run_generate(args: argparse.Namespace) -> int:
     from ..customize.motion_file import load_motion
     from ..errors import InputError
     from ..io.video import write_video
-    from ..models.zeroscope import load_zeroscope
+    from ..customize.apply import check_same_kind
+    from ..models.interface import model_ops
 
     check_args(args, GENERATE)
     start_threads(args)
@@ -77,13 +79,11 @@ def run_generate(args: argparse.Namespace) -> int:
         motions.append((motion, strength))
         if motion.token and not caption_has_token(args.prompt, motion.token):
             print(f"note: the prompt does not contain '{motion.token}', the token of {path}", file=sys.stderr)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = args.dtype or ("float16" if torch.device(device).type == "cuda" else "float32")
-    print(f"loading {args.model} ({dtype}, {device})", file=sys.stderr)
-    model = load_zeroscope(args.model, dtype, device)
+    model = load_base_model(args.model, args.device, args.dtype)
     use_threads(args, model)
     for motion, _ in motions:
-        motion.check_fits(model.unet)
+        check_same_kind(model, motion)
+        motion.check_fits(model_ops(model).denoiser(model))
         if not motion.same_base(model.fingerprint):
             print("note: a motion was trained on different base weights (same shapes); results may differ",
                   file=sys.stderr)

@@ -109,3 +109,21 @@ def test_parse_motion_arg():
     assert parse_motion_arg("C:/m.safetensors") == ("C:/m.safetensors", 1.0)
     with pytest.raises(InputError):
         parse_motion_arg("m.safetensors:-1")
+
+
+def test_customize_then_generate_on_wan(tmp_path, wan_dir, tiny_model_dir, examples_dir, capsys):
+    """The same commands with a Wan --model: 5 frames (4k + 1), sides multiples of 16; the motion
+    records its kind and a ZeroScope --model refuses it naming both."""
+    small = ["--frames", "5", "--height", "32", "--width", "32"]
+    out = tmp_path / "wan_motion.safetensors"
+    assert main(["customize", "--examples", str(examples_dir), "--caption", "a sks blob", "--model", str(wan_dir),
+                 "--out", str(out), "--rank", "2", "--steps", "2", "--validation-every", "0", *small]) == 0
+    assert load_motion(out).base_kind == "wan"
+    video = tmp_path / "w.mp4"
+    assert main(["generate", "--model", str(wan_dir), "--prompt", "a sks blob", "--motion", str(out),
+                 "--steps", "2", "--out", str(video), *small]) == 0
+    assert read_video(video).frames.shape == (5, 32, 32, 3)
+    capsys.readouterr()
+    assert main(["generate", "--model", tiny_model_dir, "--prompt", "a sks blob", "--motion", str(out),
+                 "--steps", "2", "--out", str(tmp_path / "z.mp4"), *SMALL]) == 2
+    assert "trained on Wan" in capsys.readouterr().err
