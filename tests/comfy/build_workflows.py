@@ -19,7 +19,7 @@ import json
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -294,14 +294,14 @@ let examples = null, firstComps = null;
   B.link(loadVideo, "VIDEO", comps, "video");
   const ex = B.add("DMTMotionExamples", 680, 330 + 360 * k, 340, 300);
   B.link(comps, "images", ex, "images");
-  B.set(ex, {caption: caption});
+  B.set(ex, {caption: caption, ...CLIP_SIZE});
   if (examples) B.link(examples, "examples", ex, "examples");
   examples = ex;
   firstComps = firstComps || comps;
   clips.push(loadVideo, comps, ex);
 });
-const loader = B.add("DMTLoadZeroScope", 1080, 330, 380, 130);
-B.set(loader, {model_name: DOWNLOAD, dtype: "float16", device: "auto"});
+const loader = B.add(MODEL.type, 1080, 330, 380, 130);
+B.set(loader, MODEL.values);
 const train = B.add("DMTTrainMotion", 1080, 590, 380, 500);
 B.link(loader, "model", train, "model");
 B.link(examples, "examples", train, "examples");
@@ -311,9 +311,9 @@ B.link(train, "motion", save, "motion");
 B.set(save, {name: MOTION_NAME});
 const curve = B.add("PreviewImage", 1520, 500, 400, 320);
 B.link(train, "loss curve", curve, "images");
-const [create, saveVideo] = B.saveVideo(train, "validation frames", firstComps, 1960, 330, "dmt/motion_validation", 320, 420);
+const [create, saveVideo] = B.saveVideo(train, "validation frames", firstComps, 1960, 330, VALIDATION_PREFIX, 320, 420);
 B.group("1 · Example clips with captions (token 'sks')", clips, COLORS.input);
-B.group("2 · Model", [loader], COLORS.model);
+B.group(MODEL.group, [loader], COLORS.model);
 B.group("3 · Train", [train], COLORS.sample);
 B.group("4 · Motion file, loss curve, validation clip", [save, curve, create, saveVideo], COLORS.output);
 """
@@ -405,7 +405,23 @@ B.group("5 · Output (frame rate from the input)", [create, save], COLORS.output
 CUSTOMIZE_CONSTS = {
     "CAPTION": "a person doing the sks dance", "CAPTION2": "a woman doing the sks dance in a park",
     "MOTION_NAME": "dmt_motion", "T2V_PROMPT": "a bear doing the sks dance on the beach",
+    # the base model of the customize workflow (ZeroScope's here; the Wan one overrides them)
+    "MODEL": {"type": "DMTLoadZeroScope", "values": {"model_name": DOWNLOAD_ENTRY, "dtype": "float16", "device": "auto"},
+              "group": "2 · Model"},
+    "CLIP_SIZE": {}, "VALIDATION_PREFIX": "dmt/motion_validation",
 }
+WAN_CUSTOMIZE_CONSTS = {
+    "MODEL": {"type": "DMTLoadWan", "values": {"model_name": WAN_DOWNLOAD_ENTRY, "dtype": "bfloat16", "device": "auto"},
+              "group": "2 · Wan 2.1 model"},
+    "CLIP_SIZE": {"frame_count": 17, "width": 416, "height": 240}, "VALIDATION_PREFIX": "dmt/wan_motion_validation",
+    "MOTION_NAME": "dmt_wan_motion",
+}
+
+NOTE_WAN_CUSTOMIZE = """Teach Wan 2.1 (1.3B) a new motion from a few example clips: the same nodes as 'dmt_customize_motion', on Wan.
+
+1. Clips: 17 frames (Wan takes 4k + 1) at 416x240 (multiples of 16) per Motion Examples node; captions contain the token 'sks'.
+2. Train Motion tunes each transformer block's self-attention and the cross-attention key/value (LoRA rank 32, 400 steps, lr 5e-4) with Wan's flow-matching objective.
+3. Save Motion writes models/dmt_motions/dmt_wan_motion.safetensors. A Wan motion works on Wan only (Apply Motion refuses it on ZeroScope); apply it with Apply Motion -> Text to Video (frame_count 17, 416x240) or before the motion-transfer nodes."""
 
 
 @dataclass
@@ -413,6 +429,7 @@ class Workflow:
     name: str       # file name without .json
     script: str     # JS builder
     note: str       # text of its Note (the NOTE constant)
+    consts: dict = field(default_factory=dict)  # JS constants that override CONSTS / CUSTOMIZE_CONSTS
 
 
 WORKFLOWS = [
@@ -424,6 +441,7 @@ WORKFLOWS = [
     Workflow("dmt_text_to_video", BUILD_T2V, NOTE_T2V),
     Workflow("dmt_toyworld_demo", BUILD_TOY, NOTE_TOY),
     Workflow("dmt_wan_motion_transfer", BUILD_WAN, NOTE_WAN),
+    Workflow("dmt_wan_customize_motion", BUILD_CUSTOMIZE, NOTE_WAN_CUSTOMIZE, WAN_CUSTOMIZE_CONSTS),
 ]
 
 FIT_VIEW = r"""([vw, vh]) => {
@@ -441,7 +459,7 @@ FIT_VIEW = r"""([vw, vh]) => {
 
 
 def build(fe: Frontend, wf: Workflow) -> dict:
-    consts = {**CONSTS, **CUSTOMIZE_CONSTS, "NOTE": wf.note, "COLORS": COLORS}
+    consts = {**CONSTS, **CUSTOMIZE_CONSTS, **wf.consts, "NOTE": wf.note, "COLORS": COLORS}
     decl = "".join(f"const {k} = {json.dumps(v)};\n" for k, v in consts.items())
     fe.page.evaluate("() => {app.graph.clear();\n" + decl + JS_LIB + "const B = window.dmtBuild;\n" + wf.script
                      + "\napp.graph.setDirtyCanvas(true, true);}")

@@ -41,7 +41,9 @@ SMALL = {
 }
 SMALL_FRAMES, SMALL_SIZE = 6, (64, 64)
 # On Wan (4k + 1 frames): 5 frames, two latent frames. Pass as shrink(prompt, WAN_SMALL).
-WAN_SMALL = {"DMTInvertVideo": {**SMALL["DMTInvertVideo"], "frame_count": 5}}
+WAN_SMALL = {"DMTInvertVideo": {**SMALL["DMTInvertVideo"], "frame_count": 5},
+             "DMTMotionExamples": {"frame_count": 5, "width": 64, "height": 64},
+             "DMTTrainMotion": {"rank": 2, "steps": 2, "learning_rate": 0.05, "validation_steps": 2}}
 WAN_SMALL_FRAMES = 5
 
 

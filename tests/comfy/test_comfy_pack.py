@@ -46,7 +46,9 @@ def basic_prompt(object_info: dict, **sampler) -> dict:
 
 
 def saved_files(base: Path, entry: dict) -> list[Path]:
-    return [f for nid in entry["outputs"] for f in output_files(base, entry, nid, "images")]
+    """The files a prompt saved to output/ (previews in temp/, e.g. a loss curve, are not counted)."""
+    return [f for nid in entry["outputs"] for f in output_files(base, entry, nid, "images")
+            if base / "temp" not in f.parents]
 
 
 def assert_success(entry: dict) -> None:
