@@ -74,6 +74,7 @@ def sample_latents(
     on_step: OnStep = no_progress,
     check_interrupt: CheckInterrupt = never_interrupt,
     stage: str = "generate",
+    positions=None,
 ) -> torch.Tensor:
     """DDIM + CFG sampling from precomputed prompt embeddings (no text encoder needed); on Wan,
     Euler flow sampling on the model's schedule with CFG on the velocity (`_sample_wan`).
@@ -83,10 +84,14 @@ def sample_latents(
     Returns:
         (1, 4, F, H/8, W/8) float32 latents (scaled, as decode_latents expects).
     on_step(stage, i, steps, latent) after every step; check_interrupt before every step.
+    positions: Wan only: a dmt.transfer.rope_offsets.PositionMotion whose rotary offsets every
+        step runs with (a reference's motion, reused without optimisation: DiTFlow's zero-shot mode).
     """
     settings.validate()
     if kind_of(model) == "wan":
-        return _sample_wan(model, text, negative_text, settings, on_step, check_interrupt, stage)
+        return _sample_wan(model, text, negative_text, settings, on_step, check_interrupt, stage, positions)
+    if positions is not None:
+        positions.check_fits(model)  # refuses ZeroScope, naming why
     device = model.device
     x = initial_noise(settings, model.unet.config.in_channels).to(device)
     x = x * float(getattr(model.scheduler, "init_noise_sigma", 1.0))
@@ -102,14 +107,18 @@ def sample_latents(
 
 
 def _sample_wan(model: Wan, text: torch.Tensor, negative_text: torch.Tensor, settings: GenerateSettings,
-                on_step: OnStep, check_interrupt: CheckInterrupt, stage: str) -> torch.Tensor:
+                on_step: OnStep, check_interrupt: CheckInterrupt, stage: str, positions=None) -> torch.Tensor:
     """Wan text-to-video: seeded CPU noise of model.latent_shape (4k + 1 frames, sides multiples
     of 16: refused naming the nearest valid ones), Euler steps down the model's flow schedule,
     v = v_uncond + scale · (v_cond − v_uncond) (scale 1: the conditional velocity alone)."""
     from ..models.wan_ops import predict_velocity
+    from ..transfer.attention_flow import patch_grid
     from ..transfer.flow_matching import flow_schedule, sample_flow
+    from ..transfer.rope_offsets import rope_offset
 
     shape = model.latent_shape(settings.num_frames, settings.height, settings.width)
+    if positions is not None:
+        positions.check_fits(model, patch_grid(shape, model.patch_size))
     g = torch.Generator().manual_seed(int(settings.seed))
     x = torch.randn(shape, generator=g, dtype=torch.float32).to(model.device)
     schedule = flow_schedule(model.scheduler, settings.steps)
@@ -127,7 +136,8 @@ def _sample_wan(model: Wan, text: torch.Tensor, negative_text: torch.Tensor, set
     def report(_stage: str, i: int, n: int, latent: torch.Tensor) -> None:
         on_step(stage, i, n, latent)
 
-    with evaluation(), explain_out_of_memory("Wan text-to-video sampling"):
+    delta = None if positions is None else positions.delta.to(model.device)
+    with evaluation(), explain_out_of_memory("Wan text-to-video sampling"), rope_offset(model.transformer, delta):
         return sample_flow(velocity, x, schedule, on_step=report, check_interrupt=check_interrupt)
 
 
@@ -140,6 +150,7 @@ def generate_video(
     settings: GenerateSettings = GenerateSettings(),
     decode: bool = True,
     vae_slice_size: int = 1,
+    positions=None,
     on_step: OnStep = no_progress,
     check_interrupt: CheckInterrupt = never_interrupt,
 ) -> GenerateResult:
@@ -152,6 +163,9 @@ def generate_video(
         negative_prompt: the unconditional prompt of CFG.
         settings: frames, size, steps (40), guidance (9), seed.
         decode: also VAE-decode the frames (False: latents only).
+        positions: Wan only: a PositionMotion (dmt.transfer.rope_offsets.load_positions) made by a
+            transfer with AMFSettings(optimise="positions"): the new video moves like that
+            reference with no optimisation (same frame count and size as the reference).
     Returns:
         GenerateResult with frames (F, H, W, 3) in [0, 1] and latents (1, 4, F, h, w).
     """
@@ -162,6 +176,6 @@ def generate_video(
         encode = encode_wan_prompt if kind_of(model) == "wan" else encode_prompt
         text = encode(model, prompt)
         negative = encode(model, negative_prompt or "")
-        latents = sample_latents(model, text, negative, settings, on_step, check_interrupt)
+        latents = sample_latents(model, text, negative, settings, on_step, check_interrupt, positions=positions)
     frames = model_ops(model).decode(model, latents, vae_slice_size) if decode else None
     return GenerateResult(frames=frames, latents=latents)

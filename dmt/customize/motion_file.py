@@ -28,6 +28,7 @@ from safetensors.torch import save_file
 
 from ..errors import DMTError
 from ..models.zeroscope import same_model
+from ..io.dmt_header import read_dmt_header
 from .atomic import atomic_path
 
 FORMAT = "dmt-motion"
@@ -134,26 +135,7 @@ def save_motion(path: str | Path, motion: Motion, dtype: torch.dtype | str = tor
 
 def read_motion_header(path: str | Path) -> dict[str, Any]:
     """The JSON metadata of a motion file without loading its tensors (for listings)."""
-    path = Path(path)
-    if not path.is_file():
-        raise MotionFileError(f"Motion file '{path}' not found.")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise MotionFileError(
-            f"'{path}' is not a readable motion file (truncated, damaged or not safetensors): {exc}"
-        ) from exc
-    try:
-        header = json.loads(meta["dmt"])
-        ok = header.get("format") == FORMAT
-    except (KeyError, ValueError, TypeError, AttributeError):
-        ok = False
-    if not ok:
-        raise MotionFileError(f"'{path}' is a safetensors file but not a DMT motion (no 'dmt-motion' metadata).")
-    if int(header.get("version", 0)) > VERSION:
-        raise MotionFileError(f"'{path}' was written by a newer DMT (motion format {header['version']}); update DMT.")
-    return header
+    return read_dmt_header(path, FORMAT, VERSION, MotionFileError, "motion file", "a DMT motion")
 
 
 def load_motion(path: str | Path, device: str | torch.device = "cpu") -> Motion:

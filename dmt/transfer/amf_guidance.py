@@ -41,12 +41,15 @@ from .attention_flow import amf_loss, attention_flow, forward_qk, patch_grid
 from .block_features import check_block_indices, default_smm_blocks, latent_smm_loss
 from .loss import LOSS_FORMS
 from .flow_matching import FlowSchedule, euler_step, flow_schedule
+from .rope_offsets import rope_offset, rope_shape
 
 __all__ = ["AMFSettings", "AMFTargets", "WanSMMTargets", "AMFSampleResult", "GUIDANCES", "extract_amf_targets",
            "amf_guided_sample", "latent_amf_loss", "check_made_with", "require_wan"]
 
 #: Wan's guidance choices: attention motion flow (DiTFlow) or the paper's space-time feature SMMs
 GUIDANCES: tuple[str, ...] = ("amf", "smm")
+#: what the guided steps' Adam iterations move (AMFSettings.optimise)
+OPTIMISED: tuple[str, ...] = ("latent", "positions")
 
 
 def _is_whole(v) -> bool:
@@ -88,6 +91,10 @@ class AMFSettings:
         and the next, resolved at run time: (15, 16) of Wan2.1-T2V-1.3B's 30; see
         dmt.transfer.block_features); distinct whole numbers from 0 to len(blocks) - 1.
     smm_loss: "cosine" (the authors' code) or "l2" (the paper's equation), as dmt.transfer.loss.
+    optimise: what the Adam iterations move: "latent" (default; DiTFlow's main mode) or
+        "positions" (DiTFlow's positional-embedding mode on Wan's rotary positions: an angle offset
+        per token and rotation pair, shared by all blocks, kept for every later step; the result
+        holds it (AMFSampleResult.positions) to reuse with other prompts; dmt.transfer.rope_offsets).
     """
 
     num_steps: int = 50
@@ -102,6 +109,7 @@ class AMFSettings:
     guidance: str = "amf"
     smm_blocks: tuple[int, ...] | None = None
     smm_loss: str = "cosine"
+    optimise: str = "latent"
 
     def validate(self) -> None:
         """Raise InputError, naming the setting, its range and default, for unusable values."""
@@ -135,6 +143,8 @@ class AMFSettings:
             _refuse("smm_blocks", blocks, "None (the middle block and the next) or distinct whole numbers >= 0", None)
         if not isinstance(self.smm_loss, str) or self.smm_loss not in LOSS_FORMS:
             _refuse("smm_loss", self.smm_loss, f"one of {', '.join(map(repr, LOSS_FORMS))}", d["smm_loss"].default)
+        if not isinstance(self.optimise, str) or self.optimise not in OPTIMISED:
+            _refuse("optimise", self.optimise, f"one of {', '.join(map(repr, OPTIMISED))}", d["optimise"].default)
 
     def block_for(self, model: Wan) -> int:
         """The block index to use on `model`: block_index, or len(blocks) // 2 when None.
@@ -246,11 +256,13 @@ class WanSMMTargets:
 class AMFSampleResult:
     """latents: final (1, 16, F', h, w) float32 clean latent. losses: guided step index → guidance
     loss before each Adam iteration (AMF: patch²; SMM: smm_loss summed over the blocks).
-    timesteps: the model timestep of every sampling step."""
+    timesteps: the model timestep of every sampling step. positions: with optimise "positions",
+    the optimised rotary offsets (N, head_dim / 2) float32 on the CPU (else None)."""
 
     latents: torch.Tensor
     losses: dict[int, list[float]] = field(default_factory=dict)
     timesteps: list[float] = field(default_factory=list)
+    positions: torch.Tensor | None = None
 
 
 def require_wan(model, what: str = "Attention-motion-flow guidance") -> None:
@@ -451,15 +463,19 @@ def amf_guided_sample(
     with torch.inference_mode(False), explain_out_of_memory(what), frozen(model.transformer):
         x = init.detach().to(model.device, torch.float32).clone()
         guidance_loss = _guidance_loss(model, targets, settings, cond, guided)
+        delta = None  # positions mode: the rotary offsets, optimised in the guided steps, kept after
+        if settings.optimise == "positions":
+            shape = rope_shape(model.transformer, patch_grid(x.shape, model.patch_size))
+            delta = torch.zeros(shape, dtype=torch.float32, device=model.device, requires_grad=True)
         for step, t in enumerate(timesteps):
             if step < guided:
-                x_opt = x.detach().clone().requires_grad_(True)
-                optimiser = torch.optim.Adam([x_opt], lr=lrs[step])
+                x_opt = x.detach().clone().requires_grad_(delta is None)
+                optimiser = torch.optim.Adam([x_opt if delta is None else delta], lr=lrs[step])
                 losses = []
                 for _ in range(settings.iterations):
                     checkpoint(check_interrupt)
                     optimiser.zero_grad(set_to_none=True)
-                    with torch.enable_grad():
+                    with torch.enable_grad(), rope_offset(model.transformer, delta):
                         loss = guidance_loss(x_opt, step, t)
                         loss.backward()
                     optimiser.step()
@@ -470,9 +486,10 @@ def amf_guided_sample(
                 x = x_opt.detach()
                 del x_opt, optimiser
             checkpoint(check_interrupt)
-            with torch.no_grad():
+            with torch.no_grad(), rope_offset(model.transformer, None if delta is None else delta.detach()):
                 x = euler_step(x, _cfg_velocity(model, x, t, cond, uncond, settings.guidance_scale),
                                sigmas[step], sigmas[step + 1])
             tick("sampling", x)
     result.latents = x
+    result.positions = None if delta is None else delta.detach().cpu()
     return result
