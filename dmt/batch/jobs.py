@@ -41,6 +41,8 @@ NOT_JOB_OPTIONS = {
     "save_inversion": "the batch caches inversions in DIR/cache/ itself",
     "load_inversion": "the batch caches inversions in DIR/cache/ itself",
     "guidance": "batches run ZeroScope, whose guidance is SMM",
+    "optimise": "a Wan option; batches run ZeroScope",
+    "save_positions": "a Wan option; batches run ZeroScope",
 }
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,119}$")
 

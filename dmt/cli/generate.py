@@ -30,6 +30,9 @@ def add_generate_command(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
     )
     p.add_argument("--prompt", required=True, help="what the video shows")
     p.add_argument("--out", required=True, help="output video (.mp4/.avi) or folder for PNG frames")
+    p.add_argument("--positions", metavar="FILE", default=None,
+                   help="Wan only: rotary positional offsets saved by `transfer --optimise positions "
+                   "--save-positions`; the video moves like that reference (same --frames and size)")
     p.add_argument("--motion", action="append", default=[], metavar="FILE[:STRENGTH]",
                    help="motion file and optional strength in [0, 2] (repeatable: motions add)")
     p.add_argument("--negative-prompt", default=DEFAULT_NEGATIVE_PROMPT, help="unconditional prompt of CFG")
@@ -87,8 +90,13 @@ def run_generate(args: argparse.Namespace) -> int:
         if not motion.same_base(model.fingerprint):
             print("note: a motion was trained on different base weights (same shapes); results may differ",
                   file=sys.stderr)
+    positions = None
+    if args.positions:
+        from ..transfer.rope_offsets import load_positions
+
+        positions = load_positions(args.positions)
     result = generate_video(model, args.prompt, motions=motions, negative_prompt=args.negative_prompt,
-                            settings=settings, on_step=progress_bar({"generate": "sampling"}))
+                            settings=settings, positions=positions, on_step=progress_bar({"generate": "sampling"}))
     out = write_video(args.out, result.frames, args.fps)
     print(f"wrote {out} ({result.frames.shape[0]} frames, {args.width}x{args.height})")
     return 0

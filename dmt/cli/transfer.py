@@ -89,6 +89,12 @@ def add_transfer_command(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
                    help="what the motion guidance matches: 'attention_flow' (DiTFlow's attention motion flow, Wan "
                    "only), 'smm' (the paper's space-time feature means; on Wan read from transformer blocks), "
                    "'auto' (attention_flow on Wan, smm on ZeroScope)")
+    w.add_argument("--optimise", default="latent", choices=["latent", "positions"],
+                   help="what the guided steps optimise on Wan: the latent (DiTFlow's main mode) or the rotary "
+                   "positions (DiTFlow's positional-embedding mode; keep them with --save-positions and reuse them "
+                   "with `generate --positions` for other prompts)")
+    w.add_argument("--save-positions", metavar="FILE", default=None,
+                   help="with --optimise positions: write the optimised positional offsets (.safetensors)")
     p.set_defaults(func=run_transfer)
     return p
 
@@ -195,6 +201,9 @@ def run_transfer(args: argparse.Namespace) -> int:
     if args.guidance == "attention_flow":
         raise InputError("--guidance attention_flow reads a Wan transformer's attention; ZeroScope runs the paper's "
                          "SMM guidance (leave --guidance out, or give a Wan --model).")
+    if args.optimise != "latent" or args.save_positions:
+        raise InputError("--optimise positions and --save-positions use Wan's rotary positions; ZeroScope has none "
+                         "(leave them out, or give a Wan --model).")
     fps = args.fps
     frames = None
     if args.video is not None:

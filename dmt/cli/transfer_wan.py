@@ -93,7 +93,10 @@ def run_wan_transfer(args: argparse.Namespace, device: str, dtype: str) -> int:
                              f"({frames.shape[0]} frames {args.width}x{args.height}) gives another. Use the same "
                              f"frames and size, or leave out --video.")
     scale = args.guidance_scale if args.guidance_scale != TRANSFER["guidance_scale"].default else WAN_GUIDANCE_SCALE
-    amf = AMFSettings(num_steps=args.steps, guidance_scale=scale, guidance=GUIDANCE_CHOICES[args.guidance] or "amf")
+    if args.save_positions and args.optimise != "positions":
+        raise InputError("--save-positions needs --optimise positions (the latent mode optimises no positions).")
+    amf = AMFSettings(num_steps=args.steps, guidance_scale=scale, guidance=GUIDANCE_CHOICES[args.guidance] or "amf",
+                      optimise=args.optimise)
     result = pipeline.transfer(
         model, None if inversion is not None else frames,
         args.source_prompt or (inversion.source_prompt if inversion is not None else ""), args.target_prompt,
@@ -103,6 +106,14 @@ def run_wan_transfer(args: argparse.Namespace, device: str, dtype: str) -> int:
     if args.save_inversion:
         save_inversion(args.save_inversion, result.inversion)
         print(f"saved inversion to {args.save_inversion}", file=sys.stderr)
+    if args.save_positions:
+        from ..transfer.rope_offsets import position_motion, save_positions
+
+        motion = position_motion(model, result.sample.positions, tuple(result.inversion.x0.shape), args.source_prompt,
+                                 {"guidance": amf.guidance, "steps": amf.num_steps, "iterations": amf.iterations,
+                                  "lr_range": list(amf.lr_range), "guided_fraction": amf.guided_fraction})
+        save_positions(args.save_positions, motion)
+        print(f"saved positions to {args.save_positions} (reuse: generate --positions)", file=sys.stderr)
     out = write_video(args.out, result.frames, fps or 8.0, codec=args.codec)
     if args.frames_dir:
         write_video(Path(args.frames_dir), result.frames)

@@ -93,3 +93,25 @@ def test_frame_count_and_source_detection(wan_dir, tiny_model_dir):
         wan_frame_count(4, None)
     assert is_wan_source(str(wan_dir)) and not is_wan_source(tiny_model_dir)
     assert is_wan_source("Wan-AI/Wan2.1-T2V-1.3B-Diffusers") and not is_wan_source("cerspense/zeroscope_v2_576w")
+
+
+def test_positions_are_optimised_saved_and_reused_by_generate(wan_dir, src, tmp_path, capsys, tiny_model_dir):
+    pos = tmp_path / "pos.safetensors"
+    code, _ = _run(wan_dir, src, tmp_path, "--optimise", "positions", "--save-positions", str(pos))
+    assert code == 0 and pos.is_file()
+    out = tmp_path / "zero_shot.mp4"
+    base = ["generate", "--model", str(wan_dir), "--prompt", "a green triangle", "--frames", "9", "--width", "64",
+            "--height", "64", "--steps", "2"]
+    assert main([*base, "--positions", str(pos), "--out", str(out)]) == 0
+    assert main([*base, "--out", str(tmp_path / "plain.mp4")]) == 0
+    assert tuple(read_video(out).frames.shape) == (9, 64, 64, 3)
+    assert not (_frames(out) == _frames(tmp_path / "plain.mp4")).all()
+    capsys.readouterr()
+    assert main([*base[:-6], "--frames", "5", "--width", "64", "--height", "64", "--steps", "2", "--positions", str(pos),
+                 "--out", str(tmp_path / "x.mp4")]) == 2
+    assert "patch grid (3, 4, 4)" in capsys.readouterr().err
+    assert _run(wan_dir, src, tmp_path, "--save-positions", str(pos))[0] == 2
+    assert "needs --optimise positions" in capsys.readouterr().err
+    assert main(["transfer", "--model", tiny_model_dir, "--video", str(src), "--target-prompt", "a ball", "--width",
+                 "64", "--height", "64", "--optimise", "positions", "--out", str(tmp_path / "z.mp4")]) == 2
+    assert "ZeroScope has none" in capsys.readouterr().err
