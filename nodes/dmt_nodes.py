@@ -14,6 +14,7 @@ from .. import dmt
 from ..dmt.transfer.inversion import DEFAULT_GUIDANCE_WINDOW
 from ..dmt.models.latents import DEFAULT_NUM_FRAMES, num_chunks
 from ..dmt.models.text import with_prefix
+from ..dmt.models.wan_ops import encode_prompts as encode_wan_prompts, prompt_embeddings
 from ..dmt.transfer.loss import LOSS_FORMS
 from ..dmt.settings import TRANSFER as S
 from ..dmt.transfer.schedule import check_inversion_covers
@@ -70,6 +71,14 @@ def _wan_frame_count(node: str, images, frame_count: int, start_frame: int, fram
     notes = [] if usable == available else [
         f"'{node}': Wan takes 4k + 1 frames, so {usable} of the {available} frames were used (frame_count 0 = all)."]
     return usable, notes
+
+
+def _encode_wan_prompts(model, prompts: list[str]) -> dict:
+    """Wan's prompts, encoded before the transformer is loaded: ComfyUI loads the text encoder
+    alone for this and may evict it when the transformer needs the room, so Wan's UMT5-XXL (about
+    11 GB in bf16) never has to share the GPU with the transformer (see wan_ops.prompt_embeddings)."""
+    with run_scope(model, ("text_encoder",)):
+        return encode_wan_prompts(model, [p for p in prompts if isinstance(p, str)])
 
 
 def _require_targets(targets) -> dmt.Targets:
@@ -220,7 +229,9 @@ class DMTInvertVideo(io.ComfyNode):
         frames = dmt.prepare_frames(images, width, height, count, start_frame, frame_stride)
         notes += validation.prompt_notes(title, model, {"source_prompt": source_prompt})
         progress = Progress(1, then={"inversion": sampling_steps})
-        with run_scope(model) as low_memory, applied_motions(model):
+        embeddings = _encode_wan_prompts(model, [source_prompt])
+        with run_scope(model, ("unet", "vae")) as low_memory, applied_motions(model), \
+                prompt_embeddings(model, embeddings):
             with model_management.vae_on_device(model, low_memory):
                 inversion = dmt.invert_wan_video(model, frames, source_prompt, sampling_steps, on_step=progress,
                                                  check_interrupt=check_interrupt)
@@ -292,7 +303,9 @@ class DMTExtractTargets(io.ComfyNode):
                     f"'sampling_steps' is {sampling_steps} in '{title}' but {made} in '{node_title(DMTInvertVideo)}' "
                     f"(the inversion follows the sampling schedule). Use the same value in both.")
         settings = dmt.AMFSettings(num_steps=sampling_steps, guided_fraction=round(1.0 - guidance_min, 6))
-        with run_scope(model, ("unet", "text_encoder")), applied_motions(model):
+        prompts = [inversion.source_prompt] if isinstance(inversion, dmt.FlowInversion) else []
+        embeddings = _encode_wan_prompts(model, prompts)
+        with run_scope(model, ("unet",)), applied_motions(model), prompt_embeddings(model, embeddings):
             targets = dmt.extract_wan_targets(model, inversion, settings, on_step=Progress(1),
                                               check_interrupt=check_interrupt)
         return io.NodeOutput(targets)
@@ -473,7 +486,9 @@ class DMTGuidedSampler(io.ComfyNode):
             raise dmt.InputError(f"'{title}' on Wan: {exc} (widgets: cfg = guidance_scale, optimization_steps = "
                                  f"iterations, lr_start/lr_end = lr_range)") from None
         progress = Progress(1, then={"decode": 1})
-        with run_scope(model) as low_memory, applied_motions(model):
+        embeddings = _encode_wan_prompts(model, [target_prompt, negative_prompt])
+        with run_scope(model, ("unet", "vae")) as low_memory, applied_motions(model), \
+                prompt_embeddings(model, embeddings):
             result = dmt.wan_guided_sample(model, targets, samples, target_prompt, negative_prompt, settings,
                                            on_step=progress, check_interrupt=check_interrupt)
             with model_management.vae_on_device(model, low_memory):

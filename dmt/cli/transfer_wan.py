@@ -14,7 +14,7 @@ from ..settings import TRANSFER
 
 #: options that mean something only for ZeroScope (the SMM guidance, DDIM inversion, context windows)
 ZEROSCOPE_ONLY = ("inversion_steps", "guidance_window", "optimization_steps", "lr_range", "constant_lr", "no_restart",
-                  "loss", "prompt_prefix", "gradient_checkpointing", "low_memory", "preset", "context_length",
+                  "loss", "prompt_prefix", "gradient_checkpointing", "preset", "context_length",
                   "context_overlap", "context_fuse")
 #: Wan's own defaults where they differ from ZeroScope's table: frames (4k + 1; 33 fits 12 GB at
 #: 480x832 as the target) and classifier-free guidance
@@ -41,7 +41,7 @@ def refuse_zeroscope_options(args: argparse.Namespace) -> None:
     if given:
         raise InputError(
             f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to ZeroScope only; the model is a Wan "
-            f"2.1 model, which uses attention-motion-flow or SMM guidance (its options here: --guidance, --steps, "
+            f"2.1 model, which uses attention-motion-flow or SMM guidance (its options here: --guidance, --steps, --low-memory, "
             f"--guidance-scale, --seed, --negative-prompt, --downsample-factor, --save-/--load-inversion, sizes and "
             f"frames). Leave {'it' if len(given) == 1 else 'them'} "
             f"out, or give a ZeroScope --model.")
@@ -101,7 +101,7 @@ def run_wan_transfer(args: argparse.Namespace, device: str, dtype: str) -> int:
         model, None if inversion is not None else frames,
         args.source_prompt or (inversion.source_prompt if inversion is not None else ""), args.target_prompt,
         negative_prompt=args.negative_prompt, seed=args.seed, downsample_factor=args.downsample_factor, amf=amf,
-        inversion=inversion,
+        inversion=inversion, low_memory=args.low_memory,
         on_step=progress_bar({"inversion": "inverting", "targets": "targets", "sampling": "sampling"}))
     if args.save_inversion:
         save_inversion(args.save_inversion, result.inversion)

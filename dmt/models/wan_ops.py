@@ -13,7 +13,8 @@ Layouts and units:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 
@@ -21,7 +22,8 @@ from ..errors import InputError, explain_out_of_memory
 from .grad_modes import evaluation
 from .wan import Wan, check_wan_frames, check_wan_size
 
-__all__ = ["encode_video", "decode_latents", "encode_prompt", "predict_velocity", "DEFAULT_MAX_SEQUENCE_LENGTH"]
+__all__ = ["encode_video", "decode_latents", "encode_prompt", "encode_prompts", "prompt_embeddings", "predict_velocity",
+           "DEFAULT_MAX_SEQUENCE_LENGTH"]
 
 #: WanPipeline's default text length in tokens (its __call__'s max_sequence_length)
 DEFAULT_MAX_SEQUENCE_LENGTH = 512
@@ -112,6 +114,10 @@ def encode_prompt(model: Wan, prompt: str | Sequence[str],
     Returns:
         (B, L, D) in the text encoder's dtype on the model's device (B = 1 for one prompt).
     """
+    if isinstance(prompt, str):
+        installed = _INSTALLED.get(id(model), {}).get((prompt, max_sequence_length))
+        if installed is not None:
+            return installed.to(model.device)
     prompts = [prompt] if isinstance(prompt, str) else list(prompt) if isinstance(prompt, (list, tuple)) else []
     if not prompts or not all(isinstance(p, str) for p in prompts):
         raise InputError(f"A prompt must be a string or a non-empty list of strings, not {prompt!r}.")
@@ -129,6 +135,36 @@ def encode_prompt(model: Wan, prompt: str | Sequence[str],
     hidden = hidden.to(device=model.device, dtype=encoder.dtype)
     keep = (torch.arange(max_sequence_length) < mask.gt(0).sum(dim=1, keepdim=True)).to(hidden.device)
     return torch.where(keep.unsqueeze(-1), hidden, hidden.new_zeros(()))
+
+
+#: id(model) → {(prompt, max_sequence_length): embedding}: embeddings installed by prompt_embeddings
+_INSTALLED: dict[int, dict[tuple[str, int], torch.Tensor]] = {}
+
+
+def encode_prompts(model: Wan, prompts: Iterable[str],
+                   max_sequence_length: int = DEFAULT_MAX_SEQUENCE_LENGTH) -> dict[tuple[str, int], torch.Tensor]:
+    """Every distinct prompt encoded once (one text-encoder pass each), for `prompt_embeddings`.
+    Returns {(prompt, max_sequence_length): (1, L, D) embedding} on the model's device."""
+    return {(p, max_sequence_length): encode_prompt(model, p, max_sequence_length) for p in dict.fromkeys(prompts)}
+
+
+@contextlib.contextmanager
+def prompt_embeddings(model: Wan, embeddings: dict[tuple[str, int], torch.Tensor]) -> Iterator[None]:
+    """Inside the block `encode_prompt(model, p)` returns the given embedding of p (moved to the
+    model's device) without running the text encoder, so the text encoder can be elsewhere (on
+    the CPU, or evicted) while the transformer runs: Wan's UMT5-XXL (about 11 GB in bf16) then
+    never shares the GPU with the transformer. Prompts not given are encoded as usual. Nests;
+    the previous embeddings are back on exit."""
+    key = id(model)
+    previous = _INSTALLED.get(key)
+    _INSTALLED[key] = {**(previous or {}), **embeddings}
+    try:
+        yield
+    finally:
+        if previous is None:
+            _INSTALLED.pop(key, None)
+        else:
+            _INSTALLED[key] = previous
 
 
 def predict_velocity(model: Wan, latent: torch.Tensor, t: float | torch.Tensor, text: torch.Tensor) -> torch.Tensor:

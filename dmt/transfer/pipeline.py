@@ -85,18 +85,19 @@ def transfer(
     amf: Wan's settings (AMFSettings; None: its defaults). wan_init: Wan's initial latent (None:
         "low_frequency", which uses downsample_factor and the seed; "inversion"; "noise").
     Shared by both models: negative_prompt, seed, downsample_factor, inversion (a FlowInversion for
-    Wan), on_step, check_interrupt. The other keywords are ZeroScope's: given a non-default value
+    Wan), low_memory (on Wan: prompts encoded first, text encoder and VAE parked; see
+    dmt.transfer.wan_transfer.transfer_wan), on_step, check_interrupt. The other keywords are ZeroScope's: given a non-default value
     with Wan they are refused (InputError), as amf, wan_init or a Wan inversion are with ZeroScope.
     """
     if getattr(model, "kind", "zeroscope") == "wan":
         zeroscope_only = dict(num_steps=num_steps, num_inversion_steps=num_inversion_steps,
                               guidance_window=guidance_window, settings=settings, prompt_prefix=prompt_prefix,
-                              vae_slice_size=vae_slice_size, low_memory=low_memory, context=context)
+                              vae_slice_size=vae_slice_size, context=context)
         refuse_zeroscope_options({n: v for n, v in zeroscope_only.items() if v != _DEFAULTS[n]})
         return TransferResult(**transfer_wan(
             model, frames, source_prompt, target_prompt, amf=amf, init=wan_init, negative_prompt=negative_prompt,
             seed=seed, downsample_factor=downsample_factor, inversion=inversion, on_step=on_step,
-            check_interrupt=check_interrupt))
+            check_interrupt=check_interrupt, low_memory=low_memory))
     refuse_wan_options(amf, wan_init, inversion)
     if inversion is not None:
         check_same_schedule(inversion.context, context, inversion.num_frames, "inversion")

@@ -19,6 +19,7 @@ inversion whatever the init (unless nothing is guided).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -28,7 +29,9 @@ from ..errors import InputError, InversionMismatchError
 from ..io.progress import CheckInterrupt, OnStep, checkpoint, never_interrupt, no_progress
 from ..models.grad_modes import evaluation
 from ..models.wan import Wan
-from ..models.wan_ops import decode_latents, encode_prompt, encode_video, predict_velocity
+from ..models.memory import on_device
+from ..models.wan_ops import (decode_latents, encode_prompt, encode_prompts, encode_video, predict_velocity,
+                              prompt_embeddings)
 from .amf_guidance import AMFSettings, amf_guided_sample, check_made_with, extract_amf_targets
 from .flow_matching import FlowSchedule, flow_schedule, invert_flow
 from .wan_smm import check_inversion_schedule, extract_smm_targets
@@ -48,7 +51,6 @@ _ZEROSCOPE_ONLY = {
     "settings": "GuidanceSettings is ZeroScope's SMM guidance; pass amf=AMFSettings(...)",
     "prompt_prefix": "Wan uses the prompts as given",
     "vae_slice_size": "Wan's VAE decodes the whole latent at once",
-    "low_memory": "the low-memory mode is ZeroScope's only for now",
     "context": "temporal context windows are ZeroScope's only for now",
 }
 
@@ -171,9 +173,41 @@ def check_wan_inversion(model: Wan, inversion: object,
 def transfer_wan(model: Wan, frames: torch.Tensor | None, source_prompt: str, target_prompt: str, *,
                  amf: AMFSettings | None, init: str | None, negative_prompt: str, seed: int,
                  downsample_factor: int, inversion: FlowInversion | None, on_step: OnStep,
-                 check_interrupt: CheckInterrupt) -> dict[str, Any]:
+                 check_interrupt: CheckInterrupt, low_memory: bool = False) -> dict[str, Any]:
     """Run the Wan transfer; returns the fields of a TransferResult (frames, inversion, targets,
-    init_latent, sample). Arguments as `dmt.transfer.pipeline.transfer`."""
+    init_latent, sample). Arguments as `dmt.transfer.pipeline.transfer`.
+
+    low_memory: the three components never share the device: the prompts are encoded first,
+    with the transformer parked on the CPU (wan_ops.prompt_embeddings), then the text encoder
+    waits on the CPU for the rest of the run and the VAE comes to the device only to encode and
+    decode. The same result (tested bit for bit); the weights move between devices a few times.
+    Peak device memory is then the largest of the text encoder alone and the transformer with
+    its guided step, instead of their sum (not yet measured on a GPU)."""
+    if not low_memory:
+        return _transfer_wan(model, frames, source_prompt, target_prompt, amf=amf, init=init,
+                             negative_prompt=negative_prompt, seed=seed, downsample_factor=downsample_factor,
+                             inversion=inversion, on_step=on_step, check_interrupt=check_interrupt)
+    compute, idle = model.device, torch.device("cpu")
+    settings = AMFSettings() if amf is None else amf
+    prompts = [source_prompt, target_prompt] + ([negative_prompt] if getattr(settings, "guidance_scale", 5.0) != 1 else [])
+    checkpoint(check_interrupt)
+    with on_device(model.transformer, idle), on_device(model.text_encoder, compute):
+        embeddings = encode_prompts(model, [p for p in prompts if isinstance(p, str)])
+    with on_device(model.text_encoder, idle), on_device(model.vae, idle), prompt_embeddings(model, embeddings):
+        return _transfer_wan(model, frames, source_prompt, target_prompt, amf=amf, init=init,
+                             negative_prompt=negative_prompt, seed=seed, downsample_factor=downsample_factor,
+                             inversion=inversion, on_step=on_step, check_interrupt=check_interrupt,
+                             vae_device=compute)
+
+
+def _transfer_wan(model: Wan, frames: torch.Tensor | None, source_prompt: str, target_prompt: str, *,
+                  amf: AMFSettings | None, init: str | None, negative_prompt: str, seed: int,
+                  downsample_factor: int, inversion: FlowInversion | None, on_step: OnStep,
+                  check_interrupt: CheckInterrupt, vae_device: torch.device | None = None) -> dict[str, Any]:
+    """transfer_wan's stages; vae_device: where the VAE works (None: where it is)."""
+    def vae_at_work():
+        return contextlib.nullcontext() if vae_device is None else on_device(model.vae, vae_device)
+
     settings = AMFSettings() if amf is None else amf
     if not isinstance(settings, AMFSettings):
         raise InputError(f"amf must be AMFSettings or None, not {type(settings).__name__}.")
@@ -191,7 +225,8 @@ def transfer_wan(model: Wan, frames: torch.Tensor | None, source_prompt: str, ta
         checkpoint(check_interrupt)
         if frames is None:
             raise InputError("Give the reference video's frames (or a Wan inversion of it).")
-        x0 = encode_video(model, frames).to(model.device)
+        with vae_at_work():
+            x0 = encode_video(model, frames).to(model.device)
         on_step("encode", 1, 1, None)
         inversion = FlowInversion(x0=x0, source_prompt=source_prompt, model_fingerprint=model.fingerprint,
                                   model_name=model.name)
@@ -214,6 +249,7 @@ def transfer_wan(model: Wan, frames: torch.Tensor | None, source_prompt: str, ta
     sample = amf_guided_sample(model, targets, init_latent, target_prompt, negative_prompt, settings,
                                on_step=on_step, check_interrupt=check_interrupt)
     checkpoint(check_interrupt)
-    out = decode_latents(model, sample.latents)
+    with vae_at_work():
+        out = decode_latents(model, sample.latents)
     on_step("decode", 1, 1, None)
     return dict(frames=out, inversion=inversion, targets=targets, init_latent=init_latent, sample=sample)

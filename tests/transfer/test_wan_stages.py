@@ -89,3 +89,22 @@ def test_zeroscope_data_and_mismatched_steps_are_refused(wan, inversion, targets
 def test_a_one_latent_frame_clip_is_refused(wan):
     with pytest.raises(dmt.InputError, match="at least 5 frames"):
         dmt.invert_wan_video(wan, _clip(frames=1), "a square", STEPS)
+
+
+def test_low_memory_encodes_each_prompt_once_up_front_and_gives_the_same_video(wan):
+    """low_memory on Wan: the prompts are encoded first (the text encoder runs once per distinct
+    prompt and never during inversion or sampling), with the same result bit for bit."""
+    settings = dataclasses.replace(SETTINGS, guidance="smm")
+    plain = dmt.transfer(wan, _clip(), "a square", "a red ball", amf=settings, negative_prompt="", seed=0)
+    calls = []
+    handle = wan.text_encoder.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        low = dmt.transfer(wan, _clip(), "a square", "a red ball", amf=settings, negative_prompt="", seed=0,
+                           low_memory=True)
+    finally:
+        handle.remove()
+    assert torch.equal(plain.frames, low.frames)
+    assert len(calls) == 3  # source, target, negative: once each, before the transformer runs
+    from dmt.models.wan_ops import _INSTALLED
+
+    assert id(wan) not in _INSTALLED  # the embeddings are uninstalled after the run
