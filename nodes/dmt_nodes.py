@@ -472,14 +472,13 @@ class DMTGuidedSampler(io.ComfyNode):
             raise dmt.InputError(f"'{title}' got a latent {shape} but the targets were made from a latent "
                                  f"{targets.latent_shape}; connect 'latent' to the '{node_title(DMTLowFrequencyInit)}' "
                                  f"made from the same inversion.")
-        notes = [f"'{title}': '{widget}' is ZeroScope's; {why}, so it was not used." for widget, on, why in (
-            ("restart_sampling", restart_sampling, "Wan's Euler sampler has no restart"),
-            ("gradient_checkpointing", gradient_checkpointing, "Wan's guided step keeps its activations"),
-        ) if on]
+        notes = [f"'{title}': 'restart_sampling' is ZeroScope's; Wan's Euler sampler has no restart, so it was "
+                 f"not used."] if restart_sampling else []
         notes += validation.prompt_notes(title, model, {"target_prompt": target_prompt, "negative_prompt": negative_prompt})
         settings = dmt.AMFSettings(num_steps=targets.num_steps, guidance_scale=cfg, iterations=optimization_steps,
                                    lr_range=(lr_start, lr_end), guided_fraction=targets.guided_fraction,
-                                   guidance=GUIDANCE_CHOICES[guidance] or "amf", smm_loss=loss)
+                                   guidance=GUIDANCE_CHOICES[guidance] or "amf", smm_loss=loss,
+                                   gradient_checkpointing=gradient_checkpointing)
         try:
             settings.validate()
         except dmt.InputError as exc:  # the library names its settings: say which widget that is
@@ -489,6 +488,8 @@ class DMTGuidedSampler(io.ComfyNode):
         embeddings = _encode_wan_prompts(model, [target_prompt, negative_prompt])
         with run_scope(model, ("unet", "vae")) as low_memory, applied_motions(model), \
                 prompt_embeddings(model, embeddings):
+            if low_memory:  # ComfyUI's --lowvram/--novram: the checkpointed guided step (same result)
+                settings = dataclasses.replace(settings, gradient_checkpointing=True)
             result = dmt.wan_guided_sample(model, targets, samples, target_prompt, negative_prompt, settings,
                                            on_step=progress, check_interrupt=check_interrupt)
             with model_management.vae_on_device(model, low_memory):

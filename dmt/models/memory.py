@@ -88,6 +88,22 @@ def gradient_checkpointing(unet: torch.nn.Module, enabled: bool) -> Iterator[Non
             layer.__dict__.pop(_MARK, None)
 
 
+@contextlib.contextmanager
+def native_gradient_checkpointing(model: torch.nn.Module, enabled: bool) -> Iterator[None]:
+    """diffusers' own gradient checkpointing of `model` (non-reentrant torch.utils.checkpoint
+    around every block; Wan's transformer supports it) inside the block when `enabled`; off again
+    on exit unless it was on before. The same gradients, less memory, one more forward per
+    backward (a stopped forward recomputes only up to where it stopped: torch's early stop)."""
+    if not enabled or bool(getattr(model, "is_gradient_checkpointing", False)):
+        yield
+        return
+    model.enable_gradient_checkpointing()
+    try:
+        yield
+    finally:
+        model.disable_gradient_checkpointing()
+
+
 def module_device(module: torch.nn.Module) -> torch.device:
     """The device of the module's first parameter (or buffer); cpu for an empty module."""
     for t in module.parameters():

@@ -32,6 +32,7 @@ import torch
 from ..errors import InputError, InversionMismatchError, explain_out_of_memory
 from ..io.progress import CheckInterrupt, OnStep, checkpoint, never_interrupt, no_progress
 from ..models.grad_modes import evaluation
+from ..models.memory import native_gradient_checkpointing
 from ..models.unet import frozen
 from ..models.wan import Wan
 from ..models.wan_ops import encode_prompt, predict_velocity
@@ -95,6 +96,9 @@ class AMFSettings:
         "positions" (DiTFlow's positional-embedding mode on Wan's rotary positions: an angle offset
         per token and rotation pair, shared by all blocks, kept for every later step; the result
         holds it (AMFSampleResult.positions) to reuse with other prompts; dmt.transfer.rope_offsets).
+    gradient_checkpointing: recompute each transformer block in the guided step's backward pass
+        instead of keeping its activations (diffusers' checkpointing; the same result, less memory,
+        slower). False by default.
     """
 
     num_steps: int = 50
@@ -110,6 +114,7 @@ class AMFSettings:
     smm_blocks: tuple[int, ...] | None = None
     smm_loss: str = "cosine"
     optimise: str = "latent"
+    gradient_checkpointing: bool = False
 
     def validate(self) -> None:
         """Raise InputError, naming the setting, its range and default, for unusable values."""
@@ -145,6 +150,8 @@ class AMFSettings:
             _refuse("smm_loss", self.smm_loss, f"one of {', '.join(map(repr, LOSS_FORMS))}", d["smm_loss"].default)
         if not isinstance(self.optimise, str) or self.optimise not in OPTIMISED:
             _refuse("optimise", self.optimise, f"one of {', '.join(map(repr, OPTIMISED))}", d["optimise"].default)
+        if not isinstance(self.gradient_checkpointing, bool):
+            _refuse("gradient_checkpointing", self.gradient_checkpointing, "True or False", False)
 
     def block_for(self, model: Wan) -> int:
         """The block index to use on `model`: block_index, or len(blocks) // 2 when None.
@@ -475,7 +482,8 @@ def amf_guided_sample(
                 for _ in range(settings.iterations):
                     checkpoint(check_interrupt)
                     optimiser.zero_grad(set_to_none=True)
-                    with torch.enable_grad(), rope_offset(model.transformer, delta):
+                    with torch.enable_grad(), rope_offset(model.transformer, delta), \
+                            native_gradient_checkpointing(model.transformer, settings.gradient_checkpointing):
                         loss = guidance_loss(x_opt, step, t)
                         loss.backward()
                     optimiser.step()

@@ -20,6 +20,7 @@ inversion whatever the init (unless nothing is guided).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -180,7 +181,9 @@ def transfer_wan(model: Wan, frames: torch.Tensor | None, source_prompt: str, ta
     low_memory: the three components never share the device: the prompts are encoded first,
     with the transformer parked on the CPU (wan_ops.prompt_embeddings), then the text encoder
     waits on the CPU for the rest of the run and the VAE comes to the device only to encode and
-    decode. The same result (tested bit for bit); the weights move between devices a few times.
+    decode, and the guided step recomputes the transformer's blocks in its backward pass
+    (AMFSettings.gradient_checkpointing). The same result (tested bit for bit); the weights move
+    between devices a few times.
     Peak device memory is then the largest of the text encoder alone and the transformer with
     its guided step, instead of their sum (not yet measured on a GPU)."""
     if not low_memory:
@@ -189,6 +192,8 @@ def transfer_wan(model: Wan, frames: torch.Tensor | None, source_prompt: str, ta
                              inversion=inversion, on_step=on_step, check_interrupt=check_interrupt)
     compute, idle = model.device, torch.device("cpu")
     settings = AMFSettings() if amf is None else amf
+    if isinstance(settings, AMFSettings):
+        amf = dataclasses.replace(settings, gradient_checkpointing=True)
     prompts = [source_prompt, target_prompt] + ([negative_prompt] if getattr(settings, "guidance_scale", 5.0) != 1 else [])
     checkpoint(check_interrupt)
     with on_device(model.transformer, idle), on_device(model.text_encoder, compute):

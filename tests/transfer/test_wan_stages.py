@@ -108,3 +108,18 @@ def test_low_memory_encodes_each_prompt_once_up_front_and_gives_the_same_video(w
     from dmt.models.wan_ops import _INSTALLED
 
     assert id(wan) not in _INSTALLED  # the embeddings are uninstalled after the run
+
+
+@pytest.mark.parametrize("guidance, optimise", [("amf", "latent"), ("smm", "latent"), ("amf", "positions")])
+def test_gradient_checkpointing_gives_the_same_guided_sample(wan, guidance, optimise):
+    """The checkpointed guided step (blocks recomputed in the backward; a truncated forward
+    recomputes only up to its stop) gives the same latents, and the flag is off afterwards."""
+    inversion = dmt.invert_wan_video(wan, _clip(), "a square", STEPS)
+    targets = dmt.extract_wan_targets(wan, inversion, SETTINGS)
+    init = dmt.flow_init(inversion, "low_frequency", 0)
+    settings = dataclasses.replace(SETTINGS, guidance=guidance, optimise=optimise)
+    runs = [dmt.wan_guided_sample(wan, targets, init, "a red ball", "", dataclasses.replace(
+        settings, gradient_checkpointing=on)) for on in (False, True)]
+    assert torch.equal(runs[0].latents, runs[1].latents)
+    assert runs[0].losses == runs[1].losses
+    assert not wan.transformer.is_gradient_checkpointing
