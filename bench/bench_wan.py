@@ -15,6 +15,7 @@ Quick CPU run (tiny random Wan, 10 steps; about a minute on a busy 2-core machin
 GPU at the 1.3B configuration (random weights, bf16), the issue's target of <= 12 GB at 33 frames:
     python bench/bench_wan.py --size full --device cuda --dtype bfloat16 --width 832 --height 480 \
         --frames 33 81 --steps 50 --json /tmp/wan_gpu.json
+    (add --low-memory 1 for the low-memory mode: prompts first, components parked, checkpointed step)
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ def one_edit(args: argparse.Namespace) -> dict:
     clip = make_clip("circle", "red", "ball", num_frames=args.one, height=args.height, width=args.width).frames
     settings = AMFSettings(num_steps=args.steps, chunk=args.chunk)
     t0 = time.perf_counter()
-    result = dmt.transfer(model, clip, "a red ball", "a blue square", seed=0, amf=settings)
+    result = dmt.transfer(model, clip, "a red ball", "a blue square", seed=0, amf=settings,
+                          low_memory=bool(args.low_memory))
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
@@ -84,6 +86,9 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=10, help="sampling steps (the first 20 %% are guided)")
     p.add_argument("--chunk", type=int, default=1, help="frame pairs per attention-flow chunk")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--low-memory", "--low_memory", dest="low_memory", type=int, choices=(0, 1), default=0,
+                   help="1: low_memory=True (prompts encoded first, text encoder and VAE parked, the guided step "
+                   "checkpointed)")
     p.add_argument("--json", default=None)
     p.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # internal: one edit, JSON on stdout
     args = p.parse_args()
@@ -110,7 +115,8 @@ def main() -> int:
             rows.append(json.loads(line[0][7:]))
     mem = "peak_bytes" if args.device.startswith("cuda") else "peak_above_load_bytes"
     print(f"Wan ({args.size}, random weights) {args.width}x{args.height}, {args.steps} steps, {args.device} "
-          f"{args.dtype}, {args.threads} thread(s), {platform.node()}, {time.strftime('%Y-%m-%d')}")
+          f"{args.dtype}, {args.threads} thread(s), low_memory={bool(args.low_memory)}, {platform.node()}, "
+          f"{time.strftime('%Y-%m-%d')}")
     print("| frames | latent frames | tokens/latent frame | flow pairs | flow chunk MB | seconds | peak MB |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
