@@ -26,6 +26,9 @@ def node_list() -> list[type[io.ComfyNode]]:
     from .wan_nodes import NODES as WAN_NODES  # Wan 2.1 as the second base model (issue 20)
 
     nodes.extend(WAN_NODES)
+    from .positions_nodes import NODES as POSITION_NODES  # Wan's positional offsets (DiTFlow's zero-shot mode)
+
+    nodes.extend(POSITION_NODES)
     return nodes
 
 

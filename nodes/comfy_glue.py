@@ -23,6 +23,7 @@ log = logging.getLogger("dmt")
 DMTModel = io.Custom("DMT_MODEL")
 DMTInversion = io.Custom("DMT_INVERSION")
 DMTTargets = io.Custom("DMT_TARGETS")
+DMTPositions = io.Custom("DMT_POSITIONS")  # dmt.transfer.rope_offsets.PositionMotion (Wan)
 
 CATEGORY = "DMT"
 DEFAULT_FOLDER = "zeroscope_v2_576w"

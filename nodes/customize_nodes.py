@@ -15,10 +15,11 @@ from comfy_api.latest import io
 
 from .. import dmt
 from ..dmt import customize
+from ..dmt.models.interface import kind_of
 from ..dmt.settings import GENERATE, TRAIN
 
 from . import model_management
-from .comfy_glue import CATEGORY, DMTModel, Progress, check_interrupt, check_relative_name, run_scope
+from .comfy_glue import CATEGORY, DMTModel, DMTPositions, Progress, check_interrupt, check_relative_name, run_scope
 from .motion_patch import motions_of, with_motion
 from .validation import widget_range
 
@@ -33,11 +34,12 @@ MotionExamplesType = io.Custom("DMT_MOTION_EXAMPLES")
 MotionType = io.Custom("DMT_MOTION")
 
 
-def register_motion_folder() -> None:
-    """models/dmt_motions as ComfyUI model folder "dmt_motions" (extra_model_paths.yaml may add more)."""
-    if MOTION_FOLDER not in folder_paths.folder_names_and_paths:
-        folder_paths.folder_names_and_paths[MOTION_FOLDER] = (
-            [os.path.join(folder_paths.models_dir, MOTION_FOLDER)], {MOTION_SUFFIX})
+def register_motion_folder(folder: str = MOTION_FOLDER) -> None:
+    """models/<folder> as ComfyUI model folder <folder> (extra_model_paths.yaml may add more):
+    "dmt_motions" here, "dmt_positions" for Wan's positional offsets (positions_nodes.py)."""
+    if folder not in folder_paths.folder_names_and_paths:
+        folder_paths.folder_names_and_paths[folder] = (
+            [os.path.join(folder_paths.models_dir, folder)], {MOTION_SUFFIX})
 
 
 register_motion_folder()
@@ -54,44 +56,45 @@ class MotionExamples:
 
 # --- motion files ------------------------------------------------------------------------------
 
-def motion_roots() -> list[str]:
-    return folder_paths.get_folder_paths(MOTION_FOLDER)
+def motion_roots(folder: str = MOTION_FOLDER) -> list[str]:
+    return folder_paths.get_folder_paths(folder)
 
 
-def check_motion_name(name: str) -> str:
-    """A relative '/'-separated name inside the motions folder; refuses absolute paths, drives and '..'."""
-    return check_relative_name(name, "motion file name", f"models/{MOTION_FOLDER}", dmt.InputError)
+def check_motion_name(name: str, folder: str = MOTION_FOLDER) -> str:
+    """A relative '/'-separated name inside models/<folder>; refuses absolute paths, drives and '..'."""
+    return check_relative_name(name, "motion file name", f"models/{folder}", dmt.InputError)
 
 
-def _inside(root: str, rel: str) -> Path:
+def _inside(root: str, rel: str, folder: str = MOTION_FOLDER) -> Path:
     root_abs = os.path.abspath(root)
     path = os.path.abspath(os.path.join(root_abs, rel))
     if os.path.commonpath([path, root_abs]) != root_abs:
-        raise dmt.InputError(f"Motion name '{rel}' points outside models/{MOTION_FOLDER}.")
+        raise dmt.InputError(f"Motion name '{rel}' points outside models/{folder}.")
     return Path(path)
 
 
-def list_motion_files() -> list[str]:
-    return sorted(f for f in folder_paths.get_filename_list(MOTION_FOLDER) if f.endswith(MOTION_SUFFIX))
+def list_motion_files(folder: str = MOTION_FOLDER) -> list[str]:
+    return sorted(f for f in folder_paths.get_filename_list(folder) if f.endswith(MOTION_SUFFIX))
 
 
-def find_motion_file(name: str) -> Path:
-    rel = check_motion_name(name)
-    for root in motion_roots():
-        path = _inside(root, rel)
+def find_motion_file(name: str, folder: str = MOTION_FOLDER, saver: str = "Save Motion (DMT)") -> Path:
+    """The file `name` in one of the models/<folder> roots (MotionFileError naming `saver` when absent)."""
+    rel = check_motion_name(name, folder)
+    for root in motion_roots(folder):
+        path = _inside(root, rel, folder)
         if path.is_file():
             return path
     raise customize.MotionFileError(
-        f"Motion file '{name}' was not found in {motion_roots()}. Save one with 'Save Motion (DMT)' or put a "
-        f"DMT motion .safetensors file there, then refresh."
+        f"Motion file '{name}' was not found in {motion_roots(folder)}. Save one with '{saver}' or put a "
+        f"DMT .safetensors file there, then refresh."
     )
 
 
-def save_path(name: str) -> Path:
-    rel = check_motion_name(name)
+def save_path(name: str, folder: str = MOTION_FOLDER) -> Path:
+    rel = check_motion_name(name, folder)
     if not rel.endswith(MOTION_SUFFIX):
         rel += MOTION_SUFFIX
-    return _inside(motion_roots()[0], rel)
+    return _inside(motion_roots(folder)[0], rel, folder)
 
 
 def _frames(images) -> torch.Tensor:
@@ -420,6 +423,10 @@ class DMTTextToVideo(io.ComfyNode):
                                tooltip="Classifier-free guidance scale (default 9; 1 = none)."),
                 io.Int.Input("seed", **widget_range(GENERATE["seed"]), control_after_generate=True,
                              tooltip="Seed of the initial noise (the same seed gives the same video on any device)."),
+                DMTPositions.Input("positions", optional=True,
+                                   tooltip=("Wan only: positional offsets from 'Load Positions (DMT)' or a sampler with "
+                                            "optimise 'positions': the video moves like that reference (use its frame "
+                                            "count and size).")),
             ],
             outputs=[io.Image.Output("images", display_name="images",
                                      tooltip="The video's frames; connect to Create Video / Save Animated WEBP.")],
@@ -427,11 +434,12 @@ class DMTTextToVideo(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, prompt: str, negative_prompt: str, frame_count: int, width: int, height: int,
-                steps: int, guidance: float, seed: int) -> io.NodeOutput:
+                steps: int, guidance: float, seed: int, positions=None) -> io.NodeOutput:
         settings = customize.GenerateSettings(frame_count, height, width, steps, guidance, seed)
         with run_scope(model) as low_memory, model_management.vae_on_device(model, low_memory):
             result = customize.generate_video(model, prompt, motions=motions_of(model), negative_prompt=negative_prompt,
-                                              settings=settings, on_step=Progress(steps, previews=True),
+                                              settings=settings, positions=positions,
+                                              on_step=Progress(steps, previews=kind_of(model) != "wan"),
                                               check_interrupt=check_interrupt)
         return io.NodeOutput(result.frames.detach().float().cpu())
 

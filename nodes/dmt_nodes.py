@@ -15,6 +15,7 @@ from ..dmt.transfer.inversion import DEFAULT_GUIDANCE_WINDOW
 from ..dmt.models.latents import DEFAULT_NUM_FRAMES, num_chunks
 from ..dmt.models.text import with_prefix
 from ..dmt.models.wan_ops import encode_prompts as encode_wan_prompts, prompt_embeddings
+from ..dmt.transfer.rope_offsets import position_motion
 from ..dmt.transfer.loss import LOSS_FORMS
 from ..dmt.settings import TRANSFER as S
 from ..dmt.transfer.schedule import check_inversion_covers
@@ -22,7 +23,8 @@ from ..dmt.toyworld.card import BUNDLED_MODEL, TOY_ENTRY
 
 from . import model_management, validation
 from .validation import widget_range
-from .comfy_glue import (CATEGORY, DEFAULT_FOLDER, DOWNLOAD_ENTRY, DMTInversion, DMTModel, DMTTargets, Progress,
+from .comfy_glue import (CATEGORY, DEFAULT_FOLDER, DOWNLOAD_ENTRY, DMTInversion, DMTModel, DMTPositions, DMTTargets,
+                         Progress,
                          check_folder_name, check_interrupt, default_download_folder, find_chosen_folder, find_model_folder,
                          list_model_folders,
                          node_title, run_scope)
@@ -410,21 +412,35 @@ class DMTGuidedSampler(io.ComfyNode):
                                         "'attention_flow': DiTFlow's attention motion flow, the patch-to-patch "
                                         "displacements a Wan self-attention block sees between frames (Wan only). "
                                         "'auto': smm on ZeroScope, attention_flow on Wan.")),
+                io.Combo.Input("optimise", options=["latent", "positions"], default="latent", optional=True,
+                               tooltip=("What the guided steps change. 'latent': the video's latent (the paper's and "
+                                        "DiTFlow's main mode). 'positions' (Wan only): Wan's rotary positions instead "
+                                        "(DiTFlow's positional mode); the 'positions' output then carries the input's "
+                                        "motion to other prompts without guidance: Save Positions, or connect it to "
+                                        "Text to Video.")),
             ],
             outputs=[
                 io.Image.Output("images", display_name="images", tooltip="The new video's frames; connect to Create Video / Save Animated WEBP."),
                 io.Latent.Output("final_latent", display_name="latent", tooltip="The final latent {'samples': (1, 4, frames, h, w)}."),
+                DMTPositions.Output("positions", display_name="positions",
+                                    tooltip="With optimise 'positions' (Wan): the optimised positional offsets; else empty."),
             ],
         )
 
     @classmethod
     def execute(cls, model, targets, latent, target_prompt: str, negative_prompt: str, cfg: float,
                 optimization_steps: int, lr_start: float, lr_end: float, restart_sampling: bool, loss: str,
-                seed: int, gradient_checkpointing: bool = False, context=None, guidance: str = "auto") -> io.NodeOutput:
+                seed: int, gradient_checkpointing: bool = False, context=None, guidance: str = "auto",
+                optimise: str = "latent") -> io.NodeOutput:
         targets = _require_targets(targets)
         title = node_title(cls)
         if guidance not in GUIDANCE_CHOICES:
             raise dmt.InputError(f"'guidance' in '{title}' is {guidance!r}; choose one of {', '.join(GUIDANCE_CHOICES)}.")
+        if optimise not in ("latent", "positions"):
+            raise dmt.InputError(f"'optimise' in '{title}' is {optimise!r}; choose 'latent' or 'positions'.")
+        if optimise == "positions" and not _is_wan(model):
+            raise dmt.InputError(f"'optimise' in '{title}' is 'positions', which moves Wan's rotary positions; "
+                                 f"ZeroScope has none: set 'optimise' to 'latent'.")
         if guidance == "attention_flow" and not _is_wan(model):
             raise dmt.InputError(f"'guidance' in '{title}' is 'attention_flow', which reads a Wan transformer's "
                                  f"attention; ZeroScope runs the paper's SMM guidance: set 'guidance' to 'smm' or 'auto'.")
@@ -438,7 +454,7 @@ class DMTGuidedSampler(io.ComfyNode):
         if _is_wan(model):
             return cls._execute_wan(model, title, targets, latent, target_prompt, negative_prompt, cfg,
                                     optimization_steps, lr_start, lr_end, restart_sampling, loss,
-                                    gradient_checkpointing, context, guidance)
+                                    gradient_checkpointing, context, guidance, optimise)
         validation.check_latent_fits(title, node_title(DMTLowFrequencyInit), node_title(DMTInvertVideo),
                                      latent["samples"] if isinstance(latent, dict) else latent, targets)
         notes = validation.prompt_notes(title, model, {"target_prompt": target_prompt, "negative_prompt": negative_prompt},
@@ -455,12 +471,12 @@ class DMTGuidedSampler(io.ComfyNode):
                                        settings, seed=seed, on_step=progress, check_interrupt=check_interrupt, **given)
             with model_management.vae_on_device(model, low_memory):
                 frames = dmt.decode_latents(model, result.latents, on_step=progress, check_interrupt=check_interrupt)
-        return io.NodeOutput(_cpu(frames), {"samples": _cpu(result.latents)}, ui=_ui_text(notes))
+        return io.NodeOutput(_cpu(frames), {"samples": _cpu(result.latents)}, None, ui=_ui_text(notes))
 
     @classmethod
     def _execute_wan(cls, model, title: str, targets, latent, target_prompt: str, negative_prompt: str, cfg: float,
                      optimization_steps: int, lr_start: float, lr_end: float, restart_sampling: bool, loss: str,
-                     gradient_checkpointing: bool, context, guidance: str) -> io.NodeOutput:
+                     gradient_checkpointing: bool, context, guidance: str, optimise: str = "latent") -> io.NodeOutput:
         """Wan: Euler sampling with attention-flow or SMM guidance (dmt.wan_guided_sample), then decode."""
         _no_context_on_wan(title, context)
         if not isinstance(targets, dmt.WanTargets):
@@ -478,7 +494,7 @@ class DMTGuidedSampler(io.ComfyNode):
         settings = dmt.AMFSettings(num_steps=targets.num_steps, guidance_scale=cfg, iterations=optimization_steps,
                                    lr_range=(lr_start, lr_end), guided_fraction=targets.guided_fraction,
                                    guidance=GUIDANCE_CHOICES[guidance] or "amf", smm_loss=loss,
-                                   gradient_checkpointing=gradient_checkpointing)
+                                   gradient_checkpointing=gradient_checkpointing, optimise=optimise)
         try:
             settings.validate()
         except dmt.InputError as exc:  # the library names its settings: say which widget that is
@@ -495,7 +511,11 @@ class DMTGuidedSampler(io.ComfyNode):
             with model_management.vae_on_device(model, low_memory):
                 frames = dmt.decode_wan_latents(model, result.latents, on_step=progress,
                                                 check_interrupt=check_interrupt)
-        return io.NodeOutput(_cpu(frames), {"samples": _cpu(result.latents)}, ui=_ui_text(notes))
+        positions = None if result.positions is None else position_motion(
+            model, result.positions, targets.latent_shape, targets.amf.source_prompt,
+            {"guidance": settings.guidance, "steps": settings.num_steps, "iterations": settings.iterations,
+             "lr_range": list(settings.lr_range), "guided_fraction": settings.guided_fraction})
+        return io.NodeOutput(_cpu(frames), {"samples": _cpu(result.latents)}, positions, ui=_ui_text(notes))
 
 
 # --- saving and loading inversions ---------------------------------------------------------

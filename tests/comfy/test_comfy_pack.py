@@ -25,7 +25,8 @@ from comfy_helpers import (ONE_FRAME_VIDEO, PACK_NAME, REPO, SMALL_FRAMES, SMALL
                            make_base, output_files, shrink, status_messages, ui_to_api, video_frames, video_info)
 
 DMT_NODES = ["DMTLoadZeroScope", "DMTInvertVideo", "DMTExtractTargets", "DMTLowFrequencyInit",
-             "DMTGuidedSampler", "DMTSaveInversion", "DMTLoadInversion", "DMTLoadWan"]
+             "DMTGuidedSampler", "DMTSaveInversion", "DMTLoadInversion", "DMTLoadWan", "DMTSavePositions",
+             "DMTLoadPositions"]
 # The motion-customization workflows need a trained motion; tests/comfy/test_customize_nodes.py runs them.
 CUSTOMIZE_WORKFLOWS = {"dmt_customize_motion.json", "dmt_text_to_video.json"}
 ALL_WORKFLOWS = sorted(WORKFLOW_DIR.glob("*.json"))

@@ -166,3 +166,36 @@ def test_a_motion_trains_on_wan_and_applies_to_wan_only(server, object_info):
     assert frames(server, entry).shape == (5, 64, 64, 3)
     err = error_of(server.run(customize_prompt(object_info, base="DMTLoadZeroScope")))
     assert "trained on Wan" in err["exception_message"] and "the model is ZeroScope" in err["exception_message"], err
+
+
+def test_positions_are_optimised_saved_loaded_and_reused_by_text_to_video(server, object_info):
+    prompt = wan_prompt(object_info, DMTGuidedSampler={"optimise": "positions"})
+    (sampler,) = find(prompt, "DMTGuidedSampler")
+    (loader,) = find(prompt, "DMTLoadWan")
+    prompt["70"] = {"class_type": "DMTSavePositions", "inputs": {"positions": [sampler, 2], "name": "wan_pos"}}
+    ok(server.run(prompt))
+    assert (server.base / "models" / "dmt_positions" / "wan_pos.safetensors").is_file()
+
+    def t2v(with_positions: bool) -> np.ndarray:
+        p = {"1": {"class_type": "DMTLoadWan", "inputs": {"model_name": TINY_WAN, "dtype": "float32", "device": "cpu"}},
+             "2": {"class_type": "DMTTextToVideo", "inputs": {"model": ["1", 0], "prompt": "a green triangle",
+                                                              "frame_count": 5, "width": 64, "height": 64, "steps": 2}},
+             "webp": {"class_type": "SaveAnimatedWEBP", "inputs": {"images": ["2", 0], "filename_prefix": "dmt/pos",
+                                                                    "fps": 8.0, "lossless": True, "quality": 100,
+                                                                    "method": "default"}}}
+        if with_positions:
+            p["3"] = {"class_type": "DMTLoadPositions", "inputs": {"positions_name": "wan_pos.safetensors"}}
+            p["2"]["inputs"]["positions"] = ["3", 0]
+        return frames(server, ok(server.run(_with_defaults(p, object_info))))
+
+    assert not np.array_equal(t2v(True), t2v(False))
+    zs = wan_prompt(object_info, DMTGuidedSampler={"optimise": "positions"})
+    zs[loader] = {"class_type": "DMTLoadZeroScope", "inputs": {"model_name": "dmt-tiny", "dtype": "float32",
+                                                               "device": "cpu"}}
+    err = error_of(server.run(shrink(zs)))
+    assert "ZeroScope has none" in err["exception_message"], err
+    empty = wan_prompt(object_info)
+    empty["70"] = {"class_type": "DMTSavePositions",
+                   "inputs": {"positions": [find(empty, "DMTGuidedSampler")[0], 2], "name": "none"}}
+    err = error_of(server.run(empty))
+    assert "No positions to save" in err["exception_message"], err
