@@ -3,7 +3,11 @@ calls them (under torch.inference_mode()), and cancel the sampler and the invers
 Prints one JSON line with what it found. Run in a subprocess by test_nodes_inprocess.py, so
 that importing ComfyUI never touches the pytest process.
 
-    python inprocess_check.py COMFYUI_DIR MODELS_DIFFUSERS_DIR
+    python inprocess_check.py COMFYUI_DIR MODELS_DIFFUSERS_DIR [zeroscope|wan]
+
+"wan" runs the same checks on the Wan path (model "dmt-tiny-wan"): the SMM-guided sampler with
+optimise "positions" and gradient checkpointing (rotary-offset hook, checkpointing flag and the
+installed prompt embeddings must all be gone after a cancel), and a cancelled inversion.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def main(comfy_dir: str, diffusers_dir: str) -> dict:
+def main(comfy_dir: str, diffusers_dir: str, kind: str = "zeroscope") -> dict:
     sys.path.insert(0, comfy_dir)
     import torch
 
@@ -62,6 +66,8 @@ def main(comfy_dir: str, diffusers_dir: str) -> dict:
     comfy.utils.set_progress_bar_global_hook(hook)
     stop_at = {"n": -1}
 
+    if kind == "wan":
+        return wan_report(report, calls, stop_at, mm)
     with torch.inference_mode():
         model = N.DMTLoadZeroScope.execute("dmt-tiny", "float32", "cpu").args[0]
         before = state(model)
@@ -105,5 +111,68 @@ def main(comfy_dir: str, diffusers_dir: str) -> dict:
     return report
 
 
+def wan_report(report: dict, calls: dict, stop_at: dict, mm) -> dict:
+    """The Wan path under cancels (see the module docstring)."""
+    import torch
+    from comfyui_dmt.dmt.models.wan_ops import _INSTALLED
+    from comfyui_dmt.nodes import dmt_nodes as N
+    from comfyui_dmt.nodes import wan_nodes as W
+
+    def state(model):
+        mods = [model.transformer, model.vae, model.text_encoder]
+        return {
+            "requires_grad": [p.requires_grad for m in mods for p in m.parameters()],
+            "grads": sum(p.grad is not None for m in mods for p in m.parameters()),
+            "hooks": sum(len(x._forward_hooks) + len(x._forward_pre_hooks) + len(x._backward_hooks)
+                         for m in mods for x in m.modules()),
+            "training": [x.training for m in mods for x in m.modules()],
+            "checksum": float(sum(p.detach().double().sum() for p in model.transformer.parameters())),
+            "grad_ckpt": bool(model.transformer.is_gradient_checkpointing),
+            "installed_prompts": len(_INSTALLED),
+        }
+
+    with torch.inference_mode():
+        model = W.DMTLoadWan.execute("dmt-tiny-wan", "float32", "cpu").args[0]
+        before = state(model)
+        frames = torch.rand(5, 64, 64, 3)
+        inv = N.DMTInvertVideo.execute(model, frames, "a car", 50, 64, 64, 5, 0, 1, 10).args[0]
+        tg = N.DMTExtractTargets.execute(model, inv, 0.6, 1.0, 10).args[0]
+        lat = N.DMTLowFrequencyInit.execute(inv, tg, 0, 2).args[0]
+        report["latent_shape"] = list(lat["samples"].shape)
+        args = (model, tg, lat, "a train", "bad", 5.0, 3, 0.05, 0.05, False, "cosine", 0)
+        extra = dict(gradient_checkpointing=True, guidance="smm", optimise="positions")
+        clean = N.DMTGuidedSampler.execute(*args, **extra).args
+        report["images_shape"] = list(clean[0].shape)
+        report["positions"] = clean[2] is not None
+        report["after_clean"] = state(model) == before
+        outcomes = []
+        for stop in (2, 5, 14):  # inside Adam iterations of the first guided steps and between Euler steps
+            calls["n"], stop_at["n"] = 0, stop
+            try:
+                N.DMTGuidedSampler.execute(*args, **extra)
+                outcomes.append("finished")
+            except mm.InterruptProcessingException:
+                outcomes.append("interrupted")
+            finally:
+                mm.interrupt_current_processing(False)
+            report[f"state_ok_after_stop_{stop}"] = state(model) == before
+        report["outcomes"] = outcomes
+        calls["n"], stop_at["n"] = 0, 4
+        try:
+            N.DMTInvertVideo.execute(model, frames, "a car", 50, 64, 64, 5, 0, 1, 10)
+            report["inversion_interrupt"] = "finished"
+        except mm.InterruptProcessingException:
+            report["inversion_interrupt"] = "interrupted"
+        finally:
+            mm.interrupt_current_processing(False)
+        report["state_ok_after_inversion_stop"] = state(model) == before
+        stop_at["n"] = -1
+        again = N.DMTGuidedSampler.execute(*args, **extra).args
+        report["rerun_equal"] = bool(torch.equal(again[0], clean[0]) and torch.equal(again[1]["samples"], clean[1]["samples"])
+                                     and torch.equal(again[2].delta, clean[2].delta))
+        report["state_ok_end"] = state(model) == before
+    return report
+
+
 if __name__ == "__main__":
-    print("DMT-REPORT " + json.dumps(main(sys.argv[1], sys.argv[2])))
+    print("DMT-REPORT " + json.dumps(main(sys.argv[1], sys.argv[2], *sys.argv[3:4])))

@@ -36,3 +36,26 @@ def test_cancel_leaves_shared_model_as_loaded(comfy_dir, tmp_path):
     assert r["state_ok_after_inversion_stop"]
     assert r["rerun_equal"]
     assert r["state_ok_end"]
+
+
+def test_cancel_leaves_a_shared_wan_as_loaded(comfy_dir, tmp_path):
+    """The same on Wan: the sampler with SMM guidance, positions and gradient checkpointing, and the
+    inversion, cancelled midway; no rotary hook, checkpointing flag or installed prompt is left."""
+    sys.path.insert(0, str(HERE.parents[1]))
+    from dmt.models.random_wan import save_random_wan
+
+    diffusers = tmp_path / "diffusers"
+    save_random_wan(diffusers / "dmt-tiny-wan", "tiny", seed=0)
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    proc = subprocess.run([sys.executable, str(HERE / "inprocess_check.py"), str(comfy_dir), str(diffusers), "wan"],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=str(comfy_dir))
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("DMT-REPORT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-5000:]
+    r = json.loads(lines[-1][len("DMT-REPORT "):])
+    assert r["latent_shape"] == [1, 16, 2, 8, 8] and r["images_shape"] == [5, 64, 64, 3] and r["positions"]
+    assert r["after_clean"]
+    assert r["outcomes"] == ["interrupted"] * 3
+    for stop in (2, 5, 14):
+        assert r[f"state_ok_after_stop_{stop}"], stop
+    assert r["inversion_interrupt"] == "interrupted" and r["state_ok_after_inversion_stop"]
+    assert r["rerun_equal"] and r["state_ok_end"]
