@@ -16,6 +16,7 @@ from comfy_api.latest import io
 from .. import dmt
 from ..dmt import customize
 from ..dmt.models.interface import kind_of
+from ..dmt.models.wan_ops import encode_prompts as encode_wan_prompts, prompt_embeddings
 from ..dmt.settings import GENERATE, TRAIN
 
 from . import model_management
@@ -243,17 +244,32 @@ class DMTTrainMotion(io.ComfyNode):
         work = training_folder(model, examples, reg_items, settings)
         note = describe_start(work, resume, steps)
         log.info("DMT: Train Motion: %s", note)
-        progress = Progress(steps, previews=True)
-        # Loaded through ComfyUI's model management; in low-VRAM mode the VAE still comes to the
-        # device for this node (it encodes the clips and decodes the validation clip).
-        with run_scope(model) as low_memory, model_management.vae_on_device(model, low_memory):
+        progress = Progress(steps, previews=kind_of(model) != "wan")
+
+        def encode() -> tuple[list, list]:
             # the run's own encode cache: a resume trains on exactly the latents it started with
             encoded = customize.encode_examples(model, list(examples.items), work / "cache", on_step=progress,
                                                 check_interrupt=check_interrupt)
-            reg = []
-            if reg_items:
-                reg = customize.encode_examples(model, reg_items, work / "cache", on_step=progress,
-                                                check_interrupt=check_interrupt)
+            reg = customize.encode_examples(model, reg_items, work / "cache", on_step=progress,
+                                            check_interrupt=check_interrupt) if reg_items else []
+            return encoded, reg
+
+        embeddings: dict = {}
+        if kind_of(model) == "wan":
+            # Wan: clips and prompts first, with only the VAE and the text encoder loaded, so that
+            # ComfyUI can evict the UMT5-XXL text encoder (~11 GB) before the transformer trains.
+            with run_scope(model, ("vae", "text_encoder")):
+                encoded, reg = encode()
+                if validation_steps:
+                    prompt = validation_prompt.strip() or encoded[0].caption
+                    embeddings = encode_wan_prompts(model, [prompt, dmt.DEFAULT_NEGATIVE_PROMPT])
+        # Loaded through ComfyUI's model management; in low-VRAM mode the VAE still comes to the
+        # device for this node (it encodes the clips and decodes the validation clip).
+        parts = ("unet", "vae") if kind_of(model) == "wan" else ("unet", "vae", "text_encoder")
+        with run_scope(model, parts) as low_memory, model_management.vae_on_device(model, low_memory), \
+                prompt_embeddings(model, embeddings):
+            if kind_of(model) != "wan":
+                encoded, reg = encode()
             result = customize.train_motion(model, encoded, examples.token, settings, regularization=reg,
                                             work_dir=work, resume=resume, snapshots=False,
                                             on_step=progress, check_interrupt=check_interrupt)
@@ -436,7 +452,14 @@ class DMTTextToVideo(io.ComfyNode):
     def execute(cls, model, prompt: str, negative_prompt: str, frame_count: int, width: int, height: int,
                 steps: int, guidance: float, seed: int, positions=None) -> io.NodeOutput:
         settings = customize.GenerateSettings(frame_count, height, width, steps, guidance, seed)
-        with run_scope(model) as low_memory, model_management.vae_on_device(model, low_memory):
+        wan = kind_of(model) == "wan"
+        embeddings: dict = {}
+        if wan and isinstance(prompt, str) and prompt.strip():  # Wan: the prompts first (see Train Motion)
+            with run_scope(model, ("text_encoder",)):
+                embeddings = encode_wan_prompts(model, [prompt, negative_prompt or ""])
+        parts = ("unet", "vae") if wan else ("unet", "vae", "text_encoder")
+        with run_scope(model, parts) as low_memory, model_management.vae_on_device(model, low_memory), \
+                prompt_embeddings(model, embeddings):
             result = customize.generate_video(model, prompt, motions=motions_of(model), negative_prompt=negative_prompt,
                                               settings=settings, positions=positions,
                                               on_step=Progress(steps, previews=kind_of(model) != "wan"),
