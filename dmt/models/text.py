@@ -21,7 +21,8 @@ class PromptTokens:
     """How much of a prompt the text encoder reads.
 
     used: prompt tokens kept (start/end tokens not counted). total: prompt tokens in all.
-    limit: prompt tokens the encoder can read (model_max_length - 2 = 75 for CLIP).
+    limit: prompt tokens the encoder can read (model_max_length minus the special tokens the
+        tokenizer adds: 77 - 2 = 75 for CLIP, 512 - 1 = 511 for Wan's T5 tokenizer).
     dropped_text: the words that were cut off ("" when nothing was).
     """
 
@@ -46,7 +47,8 @@ class PromptTokens:
 def count_prompt_tokens(tokenizer, prompt: str) -> PromptTokens:
     """Count the tokens of `prompt` (as encoded, prefix included) against the tokenizer's limit."""
     ids = tokenizer(prompt, truncation=False, add_special_tokens=False).input_ids
-    limit = int(tokenizer.model_max_length) - 2
+    special = len(tokenizer("", add_special_tokens=True).input_ids)  # CLIP: start + end; T5 (Wan): end only
+    limit = int(tokenizer.model_max_length) - special
     used = min(len(ids), limit)
     dropped = tokenizer.decode(ids[used:]).strip() if len(ids) > used else ""
     if len(dropped) > 120:

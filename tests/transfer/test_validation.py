@@ -132,3 +132,9 @@ def test_score_settings_come_from_the_table(tmp_path, capsys):
     assert DEFAULT_STATIC_THRESHOLD == SCORE["static_threshold"].default
     assert main(["score", str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4"), "--grid", "500"]) == 2
     assert "--grid is 500: it must be a whole number from 2 to 200 (default 55)." in capsys.readouterr().err
+
+
+def test_a_t5_prompt_limit_counts_its_one_special_token(wan):
+    """Wan's T5 tokenizer adds only an end token: 512 − 1 prompt tokens are read, not 510."""
+    report = count_prompt_tokens(wan.tokenizer, "a fox")
+    assert report.limit == 511 and report.used == report.total and not report.dropped_text
