@@ -11,7 +11,8 @@ On Wan 2.1 (load_wan), `transfer` runs attention-motion-flow guidance: extract_a
     stage (as the ComfyUI nodes run it): invert_wan_video → extract_wan_targets → flow_init →
     wan_guided_sample → decode_wan_latents (dmt.transfer.wan_stages).
 Motion customization (dmt.customize): load_examples → encode_examples → train_motion → save_motion /
-    load_motion → apply_motions → generate_video.
+    load_motion → apply_motions → generate_video, on ZeroScope or Wan through one model interface
+    (dmt.models.interface: each model's encoders, training objective, prediction and sampler).
 Metric: motion_fidelity(original, edited) (the paper's Motion-Fidelity score, offline tracker).
 Batches: run_batch(job_file, model, out_dir, ray=None|"local"|"auto"|address) (cached, resumable).
 """

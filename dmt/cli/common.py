@@ -125,3 +125,20 @@ def load_base_model(source: str, device: str | None, dtype: str | None):
     from ..models.zeroscope import load_zeroscope
 
     return load_zeroscope(source, dtype, device)
+
+
+def read_input_video(args: argparse.Namespace, frame_count) -> tuple:
+    """(frames, fps) of `transfer`'s --video, cut and resized by --start/--stride/--width/--height
+    to `frame_count(available)` frames (available: what --start and --stride leave; the count's
+    rules are the model's), and a line on stderr; (None, --fps) without --video."""
+    from ..io.video import read_video
+    from ..models.latents import prepare_frames
+
+    if args.video is None:
+        return None, args.fps
+    clip = read_video(args.video)
+    count = frame_count(len(range(args.start, clip.frames.shape[0], args.stride)))
+    frames = prepare_frames(clip.frames, args.width, args.height, count, args.start, args.stride)
+    print(f"input: {clip.frames.shape[0]} frames {clip.frames.shape[2]}x{clip.frames.shape[1]} -> "
+          f"{frames.shape[0]} frames {args.width}x{args.height}", file=sys.stderr)
+    return frames, args.fps or clip.fps

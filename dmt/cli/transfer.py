@@ -20,7 +20,8 @@ from ..transfer.context import ContextOptions
 from ..transfer.estimate import estimate_seconds, format_duration, matmul_flops, CPU_UNET_EFFICIENCY
 from ..transfer.presets import PRESETS, preset_defaults, preset_work, unet_work  # noqa: F401 (preset_defaults: re-exported)
 from ..transfer.sampler import GuidanceSettings
-from .common import HelpFormatter, add_setting, add_threads_option, check_args, progress_bar, start_threads, use_threads
+from .common import (HelpFormatter, add_setting, add_threads_option, check_args, progress_bar, read_input_video,
+                     start_threads, use_threads)
 
 _G = GuidanceSettings()
 #: --guidance → the library's Wan guidance (None: the model's default)
@@ -173,10 +174,9 @@ def runtime_warning(args: argparse.Namespace, device: str, num_frames: int, unet
 def run_transfer(args: argparse.Namespace) -> int:
     """Run the `transfer` sub-command; returns the exit code."""
     from ..transfer import pipeline
-    from ..models.latents import prepare_frames
     from ..models.zeroscope import load_zeroscope
     from ..transfer.inversion_files import load_inversion, save_inversion
-    from ..io.video import read_video, write_video
+    from ..io.video import write_video
 
     check_args(args, TRANSFER)
     start_threads(args)
@@ -204,15 +204,8 @@ def run_transfer(args: argparse.Namespace) -> int:
     if args.optimise != "latent" or args.save_positions:
         raise InputError("--optimise positions and --save-positions use Wan's rotary positions; ZeroScope has none "
                          "(leave them out, or give a Wan --model).")
-    fps = args.fps
-    frames = None
-    if args.video is not None:
-        clip = read_video(args.video)
-        fps = fps or clip.fps
-        count = UP_TO_NATIVE if args.num_frames is None else (args.num_frames or None)
-        frames = prepare_frames(clip.frames, args.width, args.height, count, args.start, args.stride)
-        print(f"input: {clip.frames.shape[0]} frames {clip.frames.shape[2]}x{clip.frames.shape[1]} -> "
-              f"{frames.shape[0]} frames {args.width}x{args.height}", file=sys.stderr)
+    frames, fps = read_input_video(
+        args, lambda available: UP_TO_NATIVE if args.num_frames is None else (args.num_frames or None))
     print(f"loading {args.model} ({dtype}, {device})", file=sys.stderr)
     model = load_zeroscope(args.model, dtype, device)
     use_threads(args, model)

@@ -62,25 +62,17 @@ def wan_frame_count(available: int, asked: int | None) -> int:
 
 def run_wan_transfer(args: argparse.Namespace, device: str, dtype: str) -> int:
     """The Wan branch of `transfer` (after the shared checks of run_transfer)."""
-    from ..io.video import read_video, write_video
-    from ..models.latents import prepare_frames
+    from ..io.video import write_video
     from ..models.wan import check_wan_size, load_wan
     from ..transfer import pipeline
     from ..transfer.amf_guidance import AMFSettings
     from ..transfer.inversion_files import load_inversion, save_inversion
-    from .common import progress_bar, use_threads
+    from .common import progress_bar, read_input_video, use_threads
     from .transfer import GUIDANCE_CHOICES
 
     refuse_zeroscope_options(args)
     check_wan_size(args.width, args.height)
-    frames, fps = None, args.fps
-    if args.video is not None:
-        clip = read_video(args.video)
-        fps = fps or clip.fps
-        count = wan_frame_count(len(range(args.start, clip.frames.shape[0], args.stride)), args.num_frames)
-        frames = prepare_frames(clip.frames, args.width, args.height, count, args.start, args.stride)
-        print(f"input: {clip.frames.shape[0]} frames {clip.frames.shape[2]}x{clip.frames.shape[1]} -> "
-              f"{frames.shape[0]} frames {args.width}x{args.height}", file=sys.stderr)
+    frames, fps = read_input_video(args, lambda available: wan_frame_count(available, args.num_frames))
     print(f"loading {args.model} (Wan 2.1, {dtype}, {device})", file=sys.stderr)
     model = load_wan(args.model, dtype, device)
     use_threads(args, model)

@@ -20,6 +20,27 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
+def cancelled(run, stop: int, calls: dict, stop_at: dict, mm) -> str:
+    """Run `run()` with Cancel pressed at progress call `stop`: "interrupted" or "finished"."""
+    calls["n"], stop_at["n"] = 0, stop
+    try:
+        run()
+        return "finished"
+    except mm.InterruptProcessingException:
+        return "interrupted"
+    finally:
+        mm.interrupt_current_processing(False)
+
+
+def cancel_each(run, stops, state, before, calls: dict, stop_at: dict, mm) -> dict:
+    """One cancelled run per stop: {"outcomes": [...], "state_ok_after_stop_<stop>": state() == before}."""
+    out: dict = {"outcomes": []}
+    for stop in stops:
+        out["outcomes"].append(cancelled(run, stop, calls, stop_at, mm))
+        out[f"state_ok_after_stop_{stop}"] = state() == before
+    return out
+
+
 def main(comfy_dir: str, diffusers_dir: str, kind: str = "zeroscope") -> dict:
     sys.path.insert(0, comfy_dir)
     import torch
@@ -82,26 +103,11 @@ def main(comfy_dir: str, diffusers_dir: str, kind: str = "zeroscope") -> dict:
         report["images_shape"] = list(clean[0].shape)
         report["after_clean"] = state(model) == before
 
-        outcomes = []
-        for stop in (2, 5, 13):  # inside Adam iterations and between denoise passes
-            calls["n"], stop_at["n"] = 0, stop
-            try:
-                N.DMTGuidedSampler.execute(*args)
-                outcomes.append("finished")
-            except mm.InterruptProcessingException:
-                outcomes.append("interrupted")
-            finally:
-                mm.interrupt_current_processing(False)
-            report[f"state_ok_after_stop_{stop}"] = state(model) == before
-        report["outcomes"] = outcomes
-        calls["n"], stop_at["n"] = 0, 7
-        try:
-            N.DMTInvertVideo.execute(model, frames, "a car", 50, 64, 64, 6, 0, 1, 10)
-            report["inversion_interrupt"] = "finished"
-        except mm.InterruptProcessingException:
-            report["inversion_interrupt"] = "interrupted"
-        finally:
-            mm.interrupt_current_processing(False)
+        # inside Adam iterations and between denoise passes
+        report.update(cancel_each(lambda: N.DMTGuidedSampler.execute(*args), (2, 5, 13), lambda: state(model), before,
+                                  calls, stop_at, mm))
+        report["inversion_interrupt"] = cancelled(
+            lambda: N.DMTInvertVideo.execute(model, frames, "a car", 50, 64, 64, 6, 0, 1, 10), 7, calls, stop_at, mm)
         report["inversion_calls"] = calls["n"]
         report["state_ok_after_inversion_stop"] = state(model) == before
         stop_at["n"] = -1
@@ -145,26 +151,11 @@ def wan_report(report: dict, calls: dict, stop_at: dict, mm) -> dict:
         report["images_shape"] = list(clean[0].shape)
         report["positions"] = clean[2] is not None
         report["after_clean"] = state(model) == before
-        outcomes = []
-        for stop in (2, 5, 14):  # inside Adam iterations of the first guided steps and between Euler steps
-            calls["n"], stop_at["n"] = 0, stop
-            try:
-                N.DMTGuidedSampler.execute(*args, **extra)
-                outcomes.append("finished")
-            except mm.InterruptProcessingException:
-                outcomes.append("interrupted")
-            finally:
-                mm.interrupt_current_processing(False)
-            report[f"state_ok_after_stop_{stop}"] = state(model) == before
-        report["outcomes"] = outcomes
-        calls["n"], stop_at["n"] = 0, 4
-        try:
-            N.DMTInvertVideo.execute(model, frames, "a car", 50, 64, 64, 5, 0, 1, 10)
-            report["inversion_interrupt"] = "finished"
-        except mm.InterruptProcessingException:
-            report["inversion_interrupt"] = "interrupted"
-        finally:
-            mm.interrupt_current_processing(False)
+        # inside Adam iterations of the first guided steps and between Euler steps
+        report.update(cancel_each(lambda: N.DMTGuidedSampler.execute(*args, **extra), (2, 5, 14),
+                                  lambda: state(model), before, calls, stop_at, mm))
+        report["inversion_interrupt"] = cancelled(
+            lambda: N.DMTInvertVideo.execute(model, frames, "a car", 50, 64, 64, 5, 0, 1, 10), 4, calls, stop_at, mm)
         report["state_ok_after_inversion_stop"] = state(model) == before
         stop_at["n"] = -1
         again = N.DMTGuidedSampler.execute(*args, **extra).args
