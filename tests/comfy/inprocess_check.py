@@ -20,6 +20,26 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
+def state(model) -> dict:
+    """What a run must leave as it found it, for a ZeroScope or a Wan: flags, grads, hooks, modes,
+    the denoiser's weights, its checkpointing flag, and (Wan) no installed prompt embeddings."""
+    from comfyui_dmt.dmt.models.interface import model_ops
+    from comfyui_dmt.dmt.models.wan_ops import _INSTALLED
+
+    denoiser = model_ops(model).denoiser(model)
+    mods = [denoiser, model.vae, model.text_encoder]
+    return {
+        "requires_grad": [p.requires_grad for m in mods for p in m.parameters()],
+        "grads": sum(p.grad is not None for m in mods for p in m.parameters()),
+        "hooks": sum(len(x._forward_hooks) + len(x._forward_pre_hooks) + len(x._backward_hooks)
+                     for m in mods for x in m.modules()),
+        "training": [x.training for m in mods for x in m.modules()],
+        "checksum": float(sum(p.detach().double().sum() for p in denoiser.parameters())),
+        "grad_ckpt": bool(getattr(denoiser, "is_gradient_checkpointing", False)),
+        "installed_prompts": len(_INSTALLED),
+    }
+
+
 def cancelled(run, stop: int, calls: dict, stop_at: dict, mm) -> str:
     """Run `run()` with Cancel pressed at progress call `stop`: "interrupted" or "finished"."""
     calls["n"], stop_at["n"] = 0, stop
@@ -63,18 +83,6 @@ def main(comfy_dir: str, diffusers_dir: str, kind: str = "zeroscope") -> dict:
     from comfyui_dmt.nodes import dmt_nodes as N
 
     report: dict = {}
-
-    def state(model):
-        mods = [model.unet, model.vae, model.text_encoder]
-        return {
-            "requires_grad": [p.requires_grad for m in mods for p in m.parameters()],
-            "grads": sum(p.grad is not None for m in mods for p in m.parameters()),
-            "hooks": sum(len(x._forward_hooks) + len(x._forward_pre_hooks) + len(x._backward_hooks)
-                         for m in mods for x in m.modules()),
-            "training": [x.training for m in mods for x in m.modules()],
-            "checksum": float(sum(p.detach().double().sum() for p in model.unet.parameters())),
-            "grad_ckpt": bool(getattr(model.unet, "is_gradient_checkpointing", False)),
-        }
 
     calls = {"n": 0}
 
@@ -120,22 +128,8 @@ def main(comfy_dir: str, diffusers_dir: str, kind: str = "zeroscope") -> dict:
 def wan_report(report: dict, calls: dict, stop_at: dict, mm) -> dict:
     """The Wan path under cancels (see the module docstring)."""
     import torch
-    from comfyui_dmt.dmt.models.wan_ops import _INSTALLED
     from comfyui_dmt.nodes import dmt_nodes as N
     from comfyui_dmt.nodes import wan_nodes as W
-
-    def state(model):
-        mods = [model.transformer, model.vae, model.text_encoder]
-        return {
-            "requires_grad": [p.requires_grad for m in mods for p in m.parameters()],
-            "grads": sum(p.grad is not None for m in mods for p in m.parameters()),
-            "hooks": sum(len(x._forward_hooks) + len(x._forward_pre_hooks) + len(x._backward_hooks)
-                         for m in mods for x in m.modules()),
-            "training": [x.training for m in mods for x in m.modules()],
-            "checksum": float(sum(p.detach().double().sum() for p in model.transformer.parameters())),
-            "grad_ckpt": bool(model.transformer.is_gradient_checkpointing),
-            "installed_prompts": len(_INSTALLED),
-        }
 
     with torch.inference_mode():
         model = W.DMTLoadWan.execute("dmt-tiny-wan", "float32", "cpu").args[0]
