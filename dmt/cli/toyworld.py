@@ -2,6 +2,7 @@
 
     python -m dmt toyworld train --out DIR [--resume] [--steps N] [--threads N]
     python -m dmt toyworld eval [--model DIR] [--quick] [--json FILE]
+    python -m dmt toyworld words [--model DIR] [--timestep T]
 """
 
 from __future__ import annotations
@@ -31,11 +32,12 @@ def add_toyworld_command(sub: argparse._SubParsersAction) -> None:
                         "CPU, minutes on a GPU.")
     t.add_argument("--out", required=True, help="output folder (new or empty; with --resume, the run to continue)")
     t.add_argument("--resume", action="store_true", help="continue the training in --out")
+    recipe = _recipe_defaults()
     t.add_argument("--steps", type=int, default=None,
-                   help="UNet + text-encoder steps (default: 4600, as the bundled model; may be raised on resume)")
+                   help=f"UNet + text-encoder steps (default: {recipe.unet_steps}, as the bundled model; may be "
+                   "raised on resume)")
     t.add_argument("--seed", type=int, default=0, help="seed of the data, the weights and the noise")
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    recipe = _recipe_defaults()
     t.add_argument("--latent-scale", type=float, default=recipe.latent_scale,
                    help="standard deviation the latents are scaled to (below 1 shifts ZeroScope's schedule "
                    "towards noise, so the noisiest step no longer leaks the motion)")
@@ -43,6 +45,9 @@ def add_toyworld_command(sub: argparse._SubParsersAction) -> None:
                    help="std of the text encoder's token embeddings at init (CLIP: 0.02)")
     t.add_argument("--high-noise-share", type=float, default=recipe.high_noise_share,
                    help="share of each batch trained at the noisiest fifth of the timesteps")
+    t.add_argument("--prediction-type", choices=("epsilon", "v_prediction"), default=recipe.prediction_type,
+                   help="what the UNet learns to output: ε (ZeroScope's) or v (same betas; the library converts "
+                   "v to ε, so every method runs unchanged)")
     t.set_defaults(func=run_train)
     e = tsub.add_parser("eval", formatter_class=HelpFormatter, help="print the toy-world quality gates G1-G5",
                         description="Runs the five gates on a toy-world model and prints the table (the thresholds "
@@ -54,6 +59,15 @@ def add_toyworld_command(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--json", default=None, help="also write the figures as JSON to this file")
     e.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: one for the toy model)")
     e.set_defaults(func=run_eval)
+    w = tsub.add_parser("words", formatter_class=HelpFormatter, help="which caption words the model uses",
+                        description="The x0 error of the model's prediction at a noisy timestep on fresh vocabulary "
+                        "clips, with the true caption and with one word swapped (colour, speed, direction): a "
+                        "word the model uses raises the error when swapped, one it ignores leaves it unchanged. "
+                        "Seconds on a CPU.")
+    w.add_argument("--model", default=None, help="toy-world model folder (default: the bundled model)")
+    w.add_argument("--timestep", type=int, default=999, help="training timestep to measure at (0-999)")
+    w.add_argument("--clips", type=int, default=32, help="number of vocabulary clips")
+    w.set_defaults(func=run_words)
 
 
 def _recipe_defaults():
@@ -69,7 +83,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise InputError("--latent-scale must be in (0, 4], --token-init-std in (0, 10] and --high-noise-share in "
                          "[0, 1].")
     cfg = ToyConfig(seed=args.seed, latent_scale=args.latent_scale, token_init_std=args.token_init_std,
-                    high_noise_share=args.high_noise_share)
+                    high_noise_share=args.high_noise_share, prediction_type=args.prediction_type)
     if args.steps is not None:
         if args.steps < 1:
             raise InputError(f"--steps must be at least 1; got {args.steps}.")
@@ -79,19 +93,41 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_toy(name: str | None):
+    from ..models.zeroscope import load_zeroscope
+    from ..toyworld.card import BUNDLED_MODEL, read_card
+
+    folder = Path(name) if name else BUNDLED_MODEL
+    if read_card(folder) is None:
+        raise InputError(f"'{folder}' is not a toy-world model (no toyworld.json of kind toy-world). Give a folder "
+                         f"written by `toyworld train`, or leave --model out for the bundled one.")
+    return load_zeroscope(folder, "float32", "cpu")
+
+
+def run_words(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..toyworld.diagnose import caption_word_gaps
+
+    if not 0 <= args.timestep <= 999 or args.clips < 1:
+        raise InputError(f"--timestep must be in 0-999 and --clips at least 1; got {args.timestep} and {args.clips}.")
+    model = _load_toy(args.model)
+    torch.set_num_threads(1)
+    g = caption_word_gaps(model, timestep=args.timestep, clips=args.clips)
+    print(f"x0-MSE at t = {args.timestep} over {args.clips} vocabulary clips (latent variance "
+          f"{g['latent_variance']:.4f}): true caption {g['true']:.4f}")
+    for word in ("colour", "speed", "direction"):
+        print(f"  {word:9s} swapped: {g[word]:+.4f}")
+    return 0
+
+
 def run_eval(args: argparse.Namespace) -> int:
     import torch
 
     from ..models.threads import set_threads_for
-    from ..models.zeroscope import load_zeroscope
     from ..toyworld import evaluate as ev
-    from ..toyworld.card import BUNDLED_MODEL, read_card
 
-    folder = Path(args.model) if args.model else BUNDLED_MODEL
-    if read_card(folder) is None:
-        raise InputError(f"'{folder}' is not a toy-world model (no toyworld.json of kind toy-world). Give a folder "
-                         f"written by `toyworld train`, or leave --model out for the bundled one.")
-    model = load_zeroscope(folder, "float32", "cpu")
+    model = _load_toy(args.model)
     set_threads_for(model, args.threads)
     gates = {g.strip().upper() for g in args.gates.split(",")}
     results = []

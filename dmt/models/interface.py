@@ -14,7 +14,8 @@ customization (encode the clips, train, sample, apply) runs one code path for bo
     pixel_size(latent_shape)              (frames, height, width) of a latent's video
 
 The objectives (the model's own training objective in each case):
-- ZeroScope (DDPM, ε-prediction): x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε, target ε, t an integer step.
+- ZeroScope (DDPM, ε-prediction): x_t = √ᾱ_t·x0 + √(1−ᾱ_t)·ε, target ε, t an integer step
+  (a v-prediction UNet, as the toy-world model's: target √ᾱ_t·ε − √(1−ᾱ_t)·x0).
 - Wan (rectified flow, velocity): σ_k = shift((k + 1) / T) for the drawn step k (the model's
   flow shift, as its sampling schedule uses), x_t = (1 − σ)·x0 + σ·ε, target v = ε − x0,
   model timestep σ·T. The step density ("coarse" ramp toward noise or "uniform") is shared.
@@ -82,7 +83,12 @@ class ZeroScopeOps:
     def noisy(self, model: Any, x0: torch.Tensor, eps: torch.Tensor,
               times: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         a = model.scheduler.alphas_cumprod[times].to(torch.float32).view(-1, 1, 1, 1, 1)
-        return a.sqrt() * x0 + (1 - a).sqrt() * eps, times, eps
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        from .unet import prediction_type
+
+        if prediction_type(model) == "v_prediction":
+            return x_t, times, a.sqrt() * eps - (1 - a).sqrt() * x0  # the toy world's v-prediction UNet
+        return x_t, times, eps
 
     def predict(self, model: Any, x_t: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         return model.unet(x_t, t.to(x_t.device), encoder_hidden_states=text, return_dict=False)[0]

@@ -7,12 +7,13 @@ where it stopped with `--resume`:
    Written to OUT/vae/.
 2. Latents of a fixed set of vocabulary clips (posterior mean × scaling_factor), with captions,
    in OUT/.train/latents.safetensors.
-3. UNet3DConditionModel + CLIP text encoder jointly, ε-prediction on ZeroScope's scheduler
-   config, uniform timesteps, caption dropout for classifier-free guidance (empty caption), motion
-   words dropped from some captions ("a red ball"), the authors' prompt prefix on half of them,
-   and time reversal as augmentation (a reversed "left" clip is a "right" clip with exact
-   latents). AdamW with a linear warm-up and a linear decay over the last fifth. State in
-   OUT/.train/state.safetensors every `checkpoint_every` steps and on Ctrl-C.
+3. UNet3DConditionModel + CLIP text encoder jointly, ε-prediction (or v-prediction, see
+   ToyConfig.prediction_type) on ZeroScope's scheduler betas, uniform timesteps, caption dropout
+   for classifier-free guidance (empty caption), motion words dropped from some captions ("a red
+   ball"), the authors' prompt prefix on half of them, and time reversal as augmentation (a
+   reversed "left" clip is a "right" clip with exact latents). AdamW with a linear warm-up and a
+   linear decay over the last fifth. State in OUT/.train/state.safetensors every
+   `checkpoint_every` steps and on Ctrl-C.
 4. The VAE decoder alone, refined on the posterior mean with the encoder frozen (so the latent
    space the UNet learned is unchanged): sharper shapes, truer colours.
 The result is a diffusers folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/,
@@ -67,7 +68,7 @@ class ToyConfig:
     unet_channels: tuple[int, ...] = (16, 32, 64, 64)
     text_width: int = 64
     text_layers: int = 2
-    unet_steps: int = 4600
+    unet_steps: int = 4000
     batch: int = 8
     lr: float = 1e-3
     warmup: int = 100
@@ -78,7 +79,7 @@ class ToyConfig:
     #: std of the text encoder's token embeddings at init. CLIP's own 0.02 makes every word start
     #: almost alike after the position embeddings; the direction words then never separate (the
     #: UNet cannot use a difference it does not see, so no gradient ever widens it).
-    token_init_std: float = 0.02
+    token_init_std: float = 1.0
     #: share of each batch with a timestep from the noisiest fifth (t >= 800), where the layout
     #: and the motion are decided and the caption is the only hint; the rest uniform.
     high_noise_share: float = 0.0
@@ -86,12 +87,22 @@ class ToyConfig:
     #: 1.0 a tiny 8x8 latent leaks its whole trajectory through the noisiest timestep (its terminal
     #: SNR is not zero), the model learns to read the motion from the noise and ignores the caption's
     #: direction; a smaller scale shifts the schedule towards noise, as for high-resolution models.
-    latent_scale: float = 1.0
+    latent_scale: float = 0.5
+    #: what the UNet outputs: "epsilon" (ZeroScope's) or "v_prediction" (v = √ᾱ·ε − √(1−ᾱ)·x0, same
+    #: betas; written to the scheduler config, and the library converts v to ε at its UNet call). A
+    #: tiny ε-model cannot copy x_t precisely enough at the noisiest steps, so its x0 estimate there
+    #: is mostly that copying error (ε-MSE 0.008 at t = 999 is an x0 error 25 times the latents'
+    #: variance); a v-model predicts the content itself there. Measured on the bundled model: colour
+    #: in 96 % of text-to-video samples (ε: 90 %) and in every transfer (ε: 58 %); the direction
+    #: words stay unbound either way (the model card says why).
+    prediction_type: str = "v_prediction"
 
     def key(self) -> str:
         d = dataclasses.asdict(self)
         for later in ("unet_steps", "checkpoint_every", "decoder_steps"):  # may change on resume
             d.pop(later)
+        if d["prediction_type"] == "epsilon":  # keys of runs from before the option stay valid
+            d.pop("prediction_type")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -292,7 +303,7 @@ def train_toy_model(out: str | Path, cfg: ToyConfig = ToyConfig(), resume: bool 
     torch.manual_seed(cfg.seed + 2)
     unet = build_unet(cfg).train()
     text = build_text_encoder(cfg, len(tok)).train()
-    scheduler = DDIMScheduler(**SCHEDULER_CONFIG)
+    scheduler = DDIMScheduler(**{**SCHEDULER_CONFIG, "prediction_type": cfg.prediction_type})
     alphas = scheduler.alphas_cumprod.float()
     params = {f"unet.{k}": p for k, p in unet.named_parameters()} | {f"text.{k}": p for k, p in text.named_parameters()}
     opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=0.01)
@@ -340,7 +351,8 @@ def train_toy_model(out: str | Path, cfg: ToyConfig = ToyConfig(), resume: bool 
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
             pred = unet(xt, t, text(ids)[0]).sample
-            loss = F.mse_loss(pred, noise)
+            target = a.sqrt() * noise - (1 - a).sqrt() * x0 if cfg.prediction_type == "v_prediction" else noise
+            loss = F.mse_loss(pred, target)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(list(params.values()), 1.0)

@@ -69,28 +69,26 @@ def g4(toy):
     return ev.gate_long_video(toy, fuses=("pyramid",))
 
 
-@not_met("colour 89.6 % of 48 (threshold 90 %)")
 def test_g1_base_model_gives_the_prompted_colour(g1):
     assert g1.figures["colour_accuracy"] >= TH["G1"]["colour_accuracy_min"], _report(g1)
 
 
-@not_met("direction 18.8 % of 48 (threshold 90 %; chance 25 %)")
+@not_met("direction 16.7 % of 48 (threshold 90 %; chance 25 %)")
 def test_g1_base_model_gives_the_prompted_direction(g1):
     assert g1.figures["direction_accuracy"] >= TH["G1"]["direction_accuracy_min"], _report(g1)
 
 
-@not_met("error 14.8 px vs 18.9 px for text-to-video, ratio 0.78 (threshold 0.5)")
+@not_met("error 13.7 px vs 18.0 px for text-to-video, ratio 0.76 (threshold 0.5)")
 def test_g2_transfer_follows_the_held_out_source(g2):
     assert g2.figures["ratio"] <= TH["G2"]["ratio_max"], _report(g2)
 
 
-@not_met("target colour in 58 % of 12 (threshold 80 %)")
 def test_g2_transfer_gives_the_prompted_colour(g2):
     assert g2.figures["colour_accuracy"] >= TH["G2"]["colour_accuracy_min"], _report(g2)
 
 
 def test_g2_transfer_keeps_more_motion_than_text_to_video(g2):
-    assert g2.figures["mf_transfer"] > g2.figures["mf_baseline"] + 0.1, _report(g2)
+    assert g2.figures["mf_transfer"] >= g2.figures["mf_baseline"] + TH["G2"]["mf_margin_min"], _report(g2)
 
 
 def test_g3_strength_zero_is_the_base_model(toy):
@@ -107,17 +105,17 @@ def test_g3_strength_zero_is_the_base_model(toy):
     assert torch.equal(a, b) and not torch.equal(b, c)
 
 
-@not_met("velocity error 15.4 vs 12.6 px/frame on the base model, ratio 1.22 (threshold 0.5)", run=False)
+@not_met("velocity error 12.8 vs 11.3 px/frame on the base model, ratio 1.13 (threshold 0.5)", run=False)
 def test_g3_lora_learns_the_held_out_motion(g3):
     assert g3.figures["lora"]["ratio"] <= TH["G3"]["ratio_max"], _report(g3)
 
 
-@not_met("direction accuracy 12.5 % of 8 with the motion applied (threshold 85 %)", run=False)
+@not_met("direction accuracy 37.5 % of 8 with the motion applied (threshold 85 %)", run=False)
 def test_g3_prior_holds_with_the_motion_applied(g3):
     assert g3.figures["lora"]["prior_accuracy"] >= TH["G3"]["prior_accuracy_min"], _report(g3)
 
 
-@not_met("ratios 2.12 (circle) and 1.61 (zigzag) with both applied (threshold 0.5)", run=False)
+@not_met("ratios 1.98 (circle) and 1.52 (zigzag) with both applied (threshold 0.5)", run=False)
 def test_g3_two_motions_together(g3):
     two = g3.figures["two_motions"]
     assert max(two["ratio_circle"], two["ratio_zigzag"]) <= TH["G3"]["ratio_max"], _report(g3)

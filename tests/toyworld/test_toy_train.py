@@ -87,20 +87,42 @@ def test_cli_train_refuses_non_empty_folder(mini_run, capsys):
 
 def test_recipe_options_scale_the_latents_and_the_token_embeddings(tmp_path):
     """latent_scale sets the VAE's scaling factor to scale/std; token_init_std draws the text
-    encoder's token embeddings at that std; high_noise_share trains (the run completes)."""
+    encoder's token embeddings at that std; high_noise_share and v-prediction train (the run
+    completes) and the scheduler records the prediction type."""
     import dataclasses
 
     import torch
 
     from dmt.toyworld.train import build_text_encoder
 
-    base = train_toy_model(tmp_path / "a", dataclasses.replace(MINI, unet_steps=1, decoder_steps=0))
+    plain = dataclasses.replace(MINI, unet_steps=1, decoder_steps=0, latent_scale=1.0, token_init_std=0.02,
+                                prediction_type="epsilon")
+    base = train_toy_model(tmp_path / "a", plain)
     cfg = dataclasses.replace(MINI, unet_steps=1, decoder_steps=0, latent_scale=0.25, token_init_std=1.0,
-                              high_noise_share=0.5)
+                              high_noise_share=0.5, prediction_type="v_prediction")
     scaled = train_toy_model(tmp_path / "b", cfg)
     sf = [json.loads((run / "vae" / "config.json").read_text())["scaling_factor"] for run in (base, scaled)]
     assert sf[1] == pytest.approx(0.25 * sf[0], rel=1e-6)
+    # v-prediction is written to the scheduler config (the library converts at the UNet call)
+    pred = [json.loads((run / "scheduler" / "scheduler_config.json").read_text())["prediction_type"]
+            for run in (base, scaled)]
+    assert pred == ["epsilon", "v_prediction"]
     torch.manual_seed(0)
     std = build_text_encoder(cfg, 600).get_input_embeddings().weight.std().item()
     assert 0.9 < std < 1.1
-    assert build_text_encoder(MINI, 600).get_input_embeddings().weight.std().item() < 0.05
+    assert build_text_encoder(plain, 600).get_input_embeddings().weight.std().item() < 0.05
+
+
+def test_words_diagnosis_on_the_bundled_model(capsys):
+    """`toyworld words`: the bundled model uses the colour word (swapping it raises the x0 error
+    clearly); the figures for speed and direction are printed (the model card reports them)."""
+    assert main(["toyworld", "words", "--clips", "3"]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: float(line.split()[-1]) for line in out.splitlines()[1:]}
+    assert set(lines) == {"colour", "speed", "direction"}, out
+    assert lines["colour"] > 0.05, out
+
+
+def test_words_refuses_bad_arguments(capsys):
+    assert main(["toyworld", "words", "--timestep", "1000"]) != 0
+    assert "--timestep" in capsys.readouterr().err
