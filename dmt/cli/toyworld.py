@@ -54,7 +54,7 @@ def add_toyworld_command(sub: argparse._SubParsersAction) -> None:
                         "are those of tests/quality). The full table takes about an hour on a 2-core CPU; --quick "
                         "runs the CI subset.")
     e.add_argument("--model", default=None, help="toy-world model folder (default: the bundled model)")
-    e.add_argument("--quick", action="store_true", help="only what CI runs (fast preset, LoRA, one fuse)")
+    e.add_argument("--quick", action="store_true", help="only what CI runs (fast preset, the circle alone in LoRA, one fuse)")
     e.add_argument("--gates", default="G1,G2,G3,G4,G5", help="comma-separated gates to run")
     e.add_argument("--json", default=None, help="also write the figures as JSON to this file")
     e.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: one for the toy model)")
@@ -148,7 +148,8 @@ def run_eval(args: argparse.Namespace) -> int:
                 run("G2", ev.gate_transfer, preset=preset)
             run("G2", ev.gate_transfer, preset="fast", guidance=False)
         if "G3" in gates:
-            run("G3", ev.gate_customize, modes=("lora",) if args.quick else ("lora", "full"))
+            run("G3", ev.gate_customize, modes=("lora",) if args.quick else ("lora", "full"),
+                second_motion=not args.quick)
             if not args.quick:
                 run("G3", ev.gate_customize, modes=("lora",), second_motion=False, random_motion=True)
         if "G4" in gates:

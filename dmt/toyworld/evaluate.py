@@ -184,10 +184,12 @@ def regularization_clips(model: ZeroScope, count: int = 4):
     return encode_examples(model, ex)
 
 
-def toy_train_settings(mode: str = "lora", steps: int = 150, **overrides) -> TrainSettings:
+def toy_train_settings(mode: str = "lora", steps: int = 600, **overrides) -> TrainSettings:
     """Customization settings for the toy model (small rank, a learning rate for a from-scratch
-    toy UNet, no validation clips)."""
-    lr = {"lora": 5e-4, "full": 1e-4}[mode]
+    toy UNet, no validation clips). LoRA: 600 steps at 2e-3 learn the held-out circle (velocity
+    error 0.43 × the base model's on the bundled model, 2026-12-05); 150 steps at 5e-4 did not
+    (1.13 ×)."""
+    lr = {"lora": 2e-3, "full": 1e-4}[mode]
     kw = dict(mode=mode, rank=8, steps=steps, lr=lr, checkpoint_every=0, validation_every=0, seed=0)
     kw.update(overrides)
     return TrainSettings(**kw)
@@ -218,7 +220,7 @@ def prior_accuracy(model: ZeroScope, motions, steps: int = 25, guidance: float =
     return sum(ok) / len(ok)
 
 
-def gate_customize(model: ZeroScope, modes: tuple[str, ...] = ("lora", "full"), steps: int = 150,
+def gate_customize(model: ZeroScope, modes: tuple[str, ...] = ("lora", "full"), steps: int = 600,
                    second_motion: bool = True, random_motion: bool = False) -> GateResult:
     """Learn the circle under "sks" (and the zigzag under "zxq"); figures per mode: velocity error
     with the motion and on the base model, prior direction accuracy with the motion applied, whether

@@ -4,8 +4,9 @@ Each gate compares with a baseline on the same seeds and prompts, and its thresh
 dmt.toyworld.evaluate.THRESHOLDS (also printed by `python -m dmt toyworld eval`). Each was shown
 once to fail with the method switched off (guidance off for G2/G4, a random motion file for G3, a
 reversed/shuffled/other motion for G5): the figures are in bench/README.md. This runs the CI
-subset (fast preset, LoRA, pyramid fuse); `toyworld eval` runs the whole table. Gates the bundled
-model does not meet yet are strict expected failures (`not_met`), never silent passes.
+subset (fast preset; G3 with the circle alone in LoRA mode; pyramid fuse); `toyworld eval` runs
+the whole table. Gates the bundled model does not meet yet are strict expected failures
+(`not_met`), never silent passes.
 """
 
 from __future__ import annotations
@@ -60,6 +61,12 @@ def g2(toy):
 
 
 @pytest.fixture(scope="module")
+def g3_circle(toy):
+    """The circle learnt with LoRA (600 steps), without the second motion (CI's share of G3)."""
+    return ev.gate_customize(toy, modes=("lora",), second_motion=False)
+
+
+@pytest.fixture(scope="module")
 def g3(toy):
     return ev.gate_customize(toy, modes=("lora",))
 
@@ -105,17 +112,17 @@ def test_g3_strength_zero_is_the_base_model(toy):
     assert torch.equal(a, b) and not torch.equal(b, c)
 
 
-@not_met("velocity error 12.8 vs 11.3 px/frame on the base model, ratio 1.13 (threshold 0.5)", run=False)
-def test_g3_lora_learns_the_held_out_motion(g3):
-    assert g3.figures["lora"]["ratio"] <= TH["G3"]["ratio_max"], _report(g3)
+def test_g3_lora_learns_the_held_out_motion(g3_circle):
+    assert g3_circle.figures["lora"]["ratio"] <= TH["G3"]["ratio_max"], _report(g3_circle)
 
 
-@not_met("direction accuracy 37.5 % of 8 with the motion applied (threshold 85 %)", run=False)
-def test_g3_prior_holds_with_the_motion_applied(g3):
-    assert g3.figures["lora"]["prior_accuracy"] >= TH["G3"]["prior_accuracy_min"], _report(g3)
+@not_met("direction accuracy 25 % of 8 with the motion applied (threshold 85 %; the base model's direction "
+         "words are not bound, see G1)")
+def test_g3_prior_holds_with_the_motion_applied(g3_circle):
+    assert g3_circle.figures["lora"]["prior_accuracy"] >= TH["G3"]["prior_accuracy_min"], _report(g3_circle)
 
 
-@not_met("ratios 1.98 (circle) and 1.52 (zigzag) with both applied (threshold 0.5)", run=False)
+@not_met("ratios 1.63 (circle) and 1.52 (zigzag) with both applied (threshold 0.5)", run=False)
 def test_g3_two_motions_together(g3):
     two = g3.figures["two_motions"]
     assert max(two["ratio_circle"], two["ratio_zigzag"]) <= TH["G3"]["ratio_max"], _report(g3)
