@@ -8,6 +8,11 @@ Two kinds of motion:
   (slowly: a quarter of the frame over the clip, quickly: half of it). These are the training data.
 * **held-out** motions (circle, zigzag, uturn, stopgo, bounce): never named by a caption and never
   trained on; transferring or learning one is evidence of the method, not of the training set.
+* **wander** motions: a random walk with inertia (each frame turns by a random angle and changes
+  speed by a random factor), captioned by the subject only ("a red ball"): optional training
+  data for a broader motion prior (`toyworld train --wander-clips N`; none in the bundled model).
+  Not one of the held-out families: no constant turning (circle), no period-2 reversal (zigzag),
+  no parabola (bounce), no stop; each wander step draws a new turn and speed.
 """
 
 from __future__ import annotations
@@ -31,6 +36,13 @@ DIRECTIONS: dict[str, tuple[float, float]] = {"left": (-1.0, 0.0), "right": (1.0
 #: total travel over the clip, as a fraction of the frame size
 SPEEDS: dict[str, float] = {"slowly": 0.25, "quickly": 0.5}
 HELD_OUT = ("circle", "zigzag", "uturn", "stopgo", "bounce")
+WANDER = "wander"
+#: wander motions: speed per frame (fraction of the frame) drawn from this range at the start,
+#: then multiplied by exp(N(0, WANDER_SPEED_JITTER)) each frame; heading turns by N(0, WANDER_TURN)
+#: radians each frame; the path reflects off the borders (MARGIN).
+WANDER_SPEED = (0.03, 0.14)
+WANDER_SPEED_JITTER = 0.3
+WANDER_TURN = 0.6
 #: object radius as a fraction of the frame's smaller side
 RADIUS = 0.13
 #: the centre stays this far (fraction of the frame) from the borders
@@ -116,6 +128,27 @@ def held_out_path(name: str, num_frames: int, rng: np.random.Generator, *, canon
     return np.clip(path, MARGIN * 0.8, 1 - MARGIN * 0.8)
 
 
+def wander_path(num_frames: int, rng: np.random.Generator) -> np.ndarray:
+    """A random walk with inertia (see WANDER_*), reflected into [MARGIN, 1 - MARGIN]. (F, 2)."""
+    lo, hi = MARGIN, 1.0 - MARGIN
+    pos = rng.uniform(lo, hi, size=2)
+    heading = rng.uniform(0, 2 * math.pi)
+    speed = rng.uniform(*WANDER_SPEED)
+    path = [pos.copy()]
+    for _ in range(num_frames - 1):
+        pos = pos + speed * np.array([math.cos(heading), math.sin(heading)])
+        for axis in (0, 1):  # reflect off the borders
+            if pos[axis] < lo:
+                pos[axis] = 2 * lo - pos[axis]
+            elif pos[axis] > hi:
+                pos[axis] = 2 * hi - pos[axis]
+        path.append(pos.copy())
+        heading += rng.normal(0.0, WANDER_TURN)
+        speed = float(np.clip(speed * math.exp(rng.normal(0.0, WANDER_SPEED_JITTER)), 0.5 * WANDER_SPEED[0],
+                              1.5 * WANDER_SPEED[1]))
+    return np.clip(np.array(path), lo, hi)
+
+
 def _circle(num_frames: int, rng: np.random.Generator, sign: float, phase: float, cycles: int) -> np.ndarray:
     c = 0.5 + rng.uniform(-0.04, 0.04, size=2)
     ang = phase + sign * 2 * math.pi * cycles * np.arange(num_frames) / num_frames
@@ -160,13 +193,16 @@ def make_clip(
     canonical: bool = False,
     cycles: int = 1,
 ) -> Clip:
-    """One clip. motion: "direction/speed" (e.g. "left/quickly") or a held-out name ("circle");
-    canonical / cycles: see `held_out_path`."""
+    """One clip. motion: "direction/speed" (e.g. "left/quickly"), "wander" or a held-out name
+    ("circle"); canonical / cycles: see `held_out_path`."""
     rng = np.random.default_rng(seed)
     if "/" in motion:
         direction, speed = motion.split("/")
         path = vocabulary_path(direction, speed, num_frames, rng)
         caption = vocabulary_caption(colour, shape, direction, speed)
+    elif motion == WANDER:
+        path = wander_path(num_frames, rng)
+        caption = subject(colour, shape)
     else:
         path = held_out_path(motion, num_frames, rng, canonical=canonical, cycles=cycles)
         caption = subject(colour, shape)
@@ -183,3 +219,10 @@ def random_vocabulary_clip(rng: np.random.Generator, num_frames: int = 8, height
     """A training clip: random colour, shape, vocabulary motion and placement."""
     return make_clip(str(rng.choice(VOCABULARY_MOTIONS)), str(rng.choice(list(COLOURS))), str(rng.choice(SHAPES)),
                      num_frames=num_frames, height=height, width=width, seed=int(rng.integers(2**31)))
+
+
+def random_wander_clip(rng: np.random.Generator, num_frames: int = 8, height: int = 64,
+                       width: int = 64) -> Clip:
+    """A training clip with a wander motion (random colour, shape and walk), captioned "a red ball"."""
+    return make_clip(WANDER, str(rng.choice(list(COLOURS))), str(rng.choice(SHAPES)), num_frames=num_frames,
+                     height=height, width=width, seed=int(rng.integers(2**31)))

@@ -16,7 +16,7 @@ from dmt.toyworld.train import ToyConfig, train_toy_model
 
 MINI = ToyConfig(vae_channels=(8, 8, 8, 8), vae_steps=2, vae_batch=2, num_clips=4, unet_channels=(8, 8, 16, 16),
                  text_width=16, unet_steps=3, batch=2, checkpoint_every=2, warmup=2,
-                 decoder_steps=2)
+                 decoder_steps=2, wander_clips=2)
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +85,12 @@ def test_cli_train_refuses_non_empty_folder(mini_run, capsys):
     assert "--resume" in capsys.readouterr().err
 
 
+def test_cli_train_refuses_a_negative_wander_count(tmp_path, capsys):
+    assert main(["toyworld", "train", "--out", str(tmp_path / "run"), "--wander-clips", "-1"]) == 2
+    assert "--wander-clips must be" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_recipe_options_scale_the_latents_and_the_token_embeddings(tmp_path):
     """latent_scale sets the VAE's scaling factor to scale/std; token_init_std draws the text
     encoder's token embeddings at that std; high_noise_share and v-prediction train (the run
@@ -111,6 +117,28 @@ def test_recipe_options_scale_the_latents_and_the_token_embeddings(tmp_path):
     std = build_text_encoder(cfg, 600).get_input_embeddings().weight.std().item()
     assert 0.9 < std < 1.1
     assert build_text_encoder(plain, 600).get_input_embeddings().weight.std().item() < 0.05
+
+
+def test_wander_clips_are_encoded_and_captioned_by_their_subject_only(mini_run):
+    """The run encodes `wander_clips` random-walk clips next to the vocabulary clips; their training
+    captions never name a motion (reversed or not), and a run without them keeps its old key."""
+    import dataclasses
+
+    import torch
+    from safetensors import safe_open
+
+    with safe_open(str(mini_run / ".train" / "wander.safetensors"), framework="pt") as f:
+        meta = json.loads(f.metadata()["meta"])
+        assert f.get_tensor("latents").shape[0] == MINI.wander_clips == len(meta)
+    assert all(m[2:] == ["", ""] for m in meta)
+    gen = torch.Generator().manual_seed(0)
+    cfg = dataclasses.replace(MINI, caption_dropout=0.0)
+    captions = {train_mod._caption("red", "ball", "", "", rev, gen, cfg) for rev in (False, True) * 20}
+    assert captions == {"a red ball", "amazing quality, masterpiece, a red ball"}
+    assert train_mod._caption("red", "ball", "left", "slowly", True, gen,
+                              dataclasses.replace(cfg, motion_word_dropout=0.0)).endswith("moving right slowly")
+    # the bundled recipe (no wander clips) keeps the key of its run; wander clips change it
+    assert ToyConfig().key() == "fb04912b75340812" != ToyConfig(wander_clips=1024).key()
 
 
 def test_words_diagnosis_on_the_bundled_model(capsys):
