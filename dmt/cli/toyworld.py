@@ -51,6 +51,9 @@ def add_toyworld_command(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--wander-clips", type=int, default=recipe.wander_clips,
                    help="clips with a random-walk motion, captioned by the subject only, added to the vocabulary "
                    "clips (a broader motion prior; the bundled recipe has none: with 1024, transfers and LoRA did worse)")
+    t.add_argument("--trail", action=argparse.BooleanOptionalAction, default=recipe.trail,
+                   help="draw a grey comet tail behind the object, so one frame shows which way it moves (the "
+                   "bundled recipe has none: with it, direction words bound in 56 %% of samples but colours in 83 %%)")
     t.set_defaults(func=run_train)
     e = tsub.add_parser("eval", formatter_class=HelpFormatter, help="print the toy-world quality gates G1-G5",
                         description="Runs the five gates on a toy-world model and prints the table (the thresholds "
@@ -89,7 +92,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise InputError(f"--wander-clips must be a whole number from 0 to 100000; got {args.wander_clips}.")
     cfg = ToyConfig(seed=args.seed, latent_scale=args.latent_scale, token_init_std=args.token_init_std,
                     high_noise_share=args.high_noise_share, prediction_type=args.prediction_type,
-                    wander_clips=args.wander_clips)
+                    wander_clips=args.wander_clips, trail=args.trail)
     if args.steps is not None:
         if args.steps < 1:
             raise InputError(f"--steps must be at least 1; got {args.steps}.")

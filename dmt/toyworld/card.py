@@ -41,6 +41,14 @@ def model_defaults(folder: str | Path) -> dict:
     return dict(card.get("defaults", {})) if card else {}
 
 
+def world_options(folder: str | Path) -> dict:
+    """How the world must be drawn for a model folder: {"trail": bool} (the training config's
+    `trail`; False for a model without a toy-world card or from before the option). Its held-out
+    sources and example clips must look like its training clips."""
+    card = read_card(folder)
+    return {"trail": bool(card.get("config", {}).get("trail", False)) if card else False}
+
+
 def write_model_files(out: Path, unet, text, scheduler, *, cfg: dict, log: list, timing: dict, threads: int) -> None:
     """Save the trained UNet and text encoder, the scheduler, model_index.json and toyworld.json."""
     unet.save_pretrained(str(out / "unet"))

@@ -15,7 +15,7 @@ from ..io.progress import OnStep, no_progress
 from ..metrics.motion_fidelity import motion_fidelity
 from ..models.zeroscope import ZeroScope, load_zeroscope
 from ..transfer.pipeline import transfer
-from .card import BUNDLED_MODEL
+from .card import BUNDLED_MODEL, world_options
 from .evaluate import toy_transfer_kwargs
 from .measure import track_object, trajectory_error
 from .world import make_clip, subject
@@ -42,8 +42,9 @@ class DemoResult:
 
 
 def demo_source() -> tuple[torch.Tensor, str]:
-    """The demo's input clip (a red ball that moves, stops and moves on, 8 frames of 64x64) and its prompt."""
-    clip = make_clip(DEMO_MOTION, *DEMO_SOURCE, seed=DEMO_CLIP_SEED)
+    """The demo's input clip (a red ball that moves, stops and moves on, 8 frames of 64x64, drawn as
+    the bundled model's world is) and its prompt."""
+    clip = make_clip(DEMO_MOTION, *DEMO_SOURCE, seed=DEMO_CLIP_SEED, **world_options(BUNDLED_MODEL))
     return clip.frames, subject(*DEMO_SOURCE)
 
 

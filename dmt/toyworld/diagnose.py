@@ -12,6 +12,7 @@ from ..models.latents import encode_frames
 from ..models.text import encode_prompt
 from ..models.unet import predict_noise
 from ..models.zeroscope import ZeroScope
+from .card import world_options
 from .world import random_vocabulary_clip, subject
 
 SWAPS = {
@@ -38,7 +39,7 @@ def caption_word_gaps(model: ZeroScope, timestep: int = 999, clips: int = 32, se
     var = 0.0
     size = model.vae.config.sample_size
     for _ in range(clips):
-        clip = random_vocabulary_clip(rng, 8, size, size)
+        clip = random_vocabulary_clip(rng, 8, size, size, **world_options(model.name))
         x0 = encode_frames(model, clip.frames).float()
         noise = torch.randn(x0.shape, generator=gen)
         x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise

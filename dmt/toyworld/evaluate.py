@@ -32,7 +32,7 @@ from ..transfer.context import ContextOptions
 from ..transfer.pipeline import transfer
 from ..transfer.presets import apply_preset
 from ..transfer.sampler import GuidanceSettings
-from .card import DEFAULTS
+from .card import DEFAULTS, world_options
 from .measure import direction_of, track_object, trajectory_error, velocity_error
 from .world import COLOURS, DIRECTIONS, HELD_OUT, SHAPES, make_clip, subject
 
@@ -48,6 +48,11 @@ class GateResult:
     name: str
     figures: dict = field(default_factory=dict)
     rows: list = field(default_factory=list)
+
+
+def model_clip(model: ZeroScope, motion: str, colour: str, shape: str, **kw):
+    """`make_clip` drawn as the model's training world was (its trail or none; see world_options)."""
+    return make_clip(motion, colour, shape, **kw, **world_options(model.name))
 
 
 def _t2v(model: ZeroScope, prompt: str, seed: int, steps: int, guidance: float, motions=None,
@@ -124,7 +129,7 @@ def gate_transfer(model: ZeroScope, count: int = 12, preset: str = "fast", guida
     res = GateResult(f"G2 motion transfer ({preset}{'' if guidance else ', guidance off'})")
     kw = toy_transfer_kwargs(preset, guidance)
     for p in transfer_pairs(count):
-        src = make_clip(p["motion"], p["colour"], p["shape"], seed=p["clip_seed"])
+        src = model_clip(model, p["motion"], p["colour"], p["shape"], seed=p["clip_seed"])
         target = subject(p["target_colour"], p["target_shape"])
         out = transfer(model, src.frames, subject(p["colour"], p["shape"]), target, seed=p["seed"], **kw).frames
         base = _t2v(model, with_prefix(target), p["seed"], 50, kw["settings"].guidance_scale)
@@ -168,7 +173,7 @@ def motion_examples(model: ZeroScope, motion: str, token: str, count: int = 5):
     "a red ball doing the <token> move"."""
     ex = []
     for i, (c, s) in enumerate(EXAMPLE_OBJECTS[:count]):
-        clip = make_clip(motion, c, s, seed=700 + i, canonical=True)
+        clip = model_clip(model, motion, c, s, seed=700 + i, canonical=True)
         ex.append(example_from_frames(clip.frames, f"{subject(c, s)} doing the {token} move", token=token,
                                       num_frames=8, height=SIZE, width=SIZE))
     return encode_examples(model, ex)
@@ -179,7 +184,7 @@ def regularization_clips(model: ZeroScope, count: int = 4):
     ex = []
     for i in range(count):
         motion = f"{list(DIRECTIONS)[i % 4]}/quickly"
-        clip = make_clip(motion, COLOUR_LIST[(i + 2) % 4], SHAPE_LIST[i % 3], seed=900 + i)
+        clip = model_clip(model, motion, COLOUR_LIST[(i + 2) % 4], SHAPE_LIST[i % 3], seed=900 + i)
         ex.append(example_from_frames(clip.frames, clip.caption, token=None, num_frames=8, height=SIZE, width=SIZE))
     return encode_examples(model, ex)
 
@@ -283,7 +288,7 @@ def gate_long_video(model: ZeroScope, fuses: tuple[str, ...] = ("pyramid", "flat
     no windows: the baseline), and per fuse the transfer's trajectory error (px) and the largest
     centroid step at a seam / the median step elsewhere."""
     res = GateResult(f"G4 long video ({preset}{'' if guidance else ', guidance off'})")
-    src = make_clip("circle", "red", "ball", num_frames=num_frames, cycles=3, seed=4_000)
+    src = model_clip(model, "circle", "red", "ball", num_frames=num_frames, cycles=3, seed=4_000)
     ts = track_object(src.frames)
     kw = toy_transfer_kwargs(preset, guidance)
     seams = seam_steps(num_frames, length, overlap)

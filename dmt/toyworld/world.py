@@ -47,6 +47,16 @@ WANDER_TURN = 0.6
 RADIUS = 0.13
 #: the centre stays this far (fraction of the frame) from the borders
 MARGIN = 0.16
+#: trail (optional, `trail=True`): a grey comet tail behind the object, pointing against its
+#: velocity (central difference of the positions), so that one frame shows which way the object
+#: moves. Its grey is below the segmentation threshold of `measure.track_object` (0.25 from the
+#: background), so centroids, colour and shape classes ignore it. Length from the centre in object
+#: radii; width tapers from TRAIL_WIDTH radii at the centre to 0.4 of it at the end; no tail
+#: where the object moves less than TRAIL_MIN_SPEED pixels per frame.
+TRAIL_GREY = 0.32
+TRAIL_LENGTH = 2.6
+TRAIL_WIDTH = 1.4
+TRAIL_MIN_SPEED = 0.3
 
 
 @dataclass
@@ -157,15 +167,46 @@ def _circle(num_frames: int, rng: np.random.Generator, sign: float, phase: float
 
 # ---- rendering ----------------------------------------------------------------------------------
 
-def render(positions: np.ndarray, colour: str, shape: str, height: int, width: int) -> torch.Tensor:
-    """Draw the shape at each pixel position (F, 2) with an anti-aliased edge.
+def velocities(positions: np.ndarray) -> np.ndarray:
+    """Per-frame velocity (F, 2) in pixels per frame: central differences, one-sided at the ends."""
+    p = np.asarray(positions, np.float64)
+    if len(p) < 2:
+        return np.zeros_like(p)
+    return np.gradient(p, axis=0)
+
+
+def _tail_alpha(xs: np.ndarray, ys: np.ndarray, cx: float, cy: float, v: np.ndarray, r: float) -> np.ndarray:
+    """Coverage (H, W) in [0, 1] of the comet tail behind a centre moving with velocity v."""
+    speed = float(np.hypot(*v))
+    if speed < TRAIL_MIN_SPEED:
+        return np.zeros_like(xs)
+    u = -v / speed  # pointing backwards, along the way the object came
+    along = (xs - cx) * u[0] + (ys - cy) * u[1]
+    across = np.abs(-(xs - cx) * u[1] + (ys - cy) * u[0])
+    length = TRAIL_LENGTH * r
+    frac = np.clip(along / length, 0.0, 1.0)
+    half = 0.5 * TRAIL_WIDTH * r * (1.0 - 0.6 * frac)
+    d = np.maximum(across - half, np.maximum(-along, along - length))
+    return np.clip(0.5 - d, 0.0, 1.0)
+
+
+def render(positions: np.ndarray, colour: str, shape: str, height: int, width: int,
+           trail: bool = False) -> torch.Tensor:
+    """Draw the shape at each pixel position (F, 2) with an anti-aliased edge; trail: a grey tail
+    behind it (see TRAIL_GREY).
 
     Returns (F, H, W, 3) float32 in [0, 1]."""
     r = RADIUS * min(height, width)
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
     frames = np.empty((len(positions), height, width, 3), np.float32)
     bg, fg = np.array(BACKGROUND, np.float32), np.array(COLOURS[colour], np.float32)
+    vel = velocities(positions)
     for i, (cx, cy) in enumerate(positions):
+        if trail:
+            t = _tail_alpha(xs, ys, cx, cy, vel[i], r)[..., None]
+            base = bg * (1 - t) + np.float32(TRAIL_GREY) * t
+        else:
+            base = bg
         dx, dy = xs - cx, ys - cy
         if shape == "ball":
             d = np.hypot(dx, dy) - r
@@ -177,7 +218,7 @@ def render(positions: np.ndarray, colour: str, shape: str, height: int, width: i
         else:
             raise ValueError(f"Unknown shape '{shape}'; choose one of {', '.join(SHAPES)}.")
         a = np.clip(0.5 - d, 0.0, 1.0)[..., None]
-        frames[i] = bg * (1 - a) + fg * a
+        frames[i] = base * (1 - a) + fg * a
     return torch.from_numpy(frames)
 
 
@@ -192,9 +233,11 @@ def make_clip(
     seed: int = 0,
     canonical: bool = False,
     cycles: int = 1,
+    trail: bool = False,
 ) -> Clip:
     """One clip. motion: "direction/speed" (e.g. "left/quickly"), "wander" or a held-out name
-    ("circle"); canonical / cycles: see `held_out_path`."""
+    ("circle"); canonical / cycles: see `held_out_path`; trail: draw the grey comet tail (a model
+    trained with it, `ToyConfig.trail`, expects it in its sources)."""
     rng = np.random.default_rng(seed)
     if "/" in motion:
         direction, speed = motion.split("/")
@@ -207,22 +250,38 @@ def make_clip(
         path = held_out_path(motion, num_frames, rng, canonical=canonical, cycles=cycles)
         caption = subject(colour, shape)
     pix = (path * np.array([width, height])).astype(np.float32)
-    return Clip(frames=render(pix, colour, shape, height, width), positions=torch.from_numpy(pix),
-                caption=caption, colour=colour, shape=shape, motion=motion)
+    return Clip(frames=render(pix, colour, shape, height, width, trail), positions=torch.from_numpy(pix),
+                caption=caption, colour=colour, shape=shape, motion=motion, info={"trail": trail})
 
 
 VOCABULARY_MOTIONS = tuple(f"{d}/{s}" for d in DIRECTIONS for s in SPEEDS)
 
 
 def random_vocabulary_clip(rng: np.random.Generator, num_frames: int = 8, height: int = 64,
-                           width: int = 64) -> Clip:
+                           width: int = 64, trail: bool = False) -> Clip:
     """A training clip: random colour, shape, vocabulary motion and placement."""
     return make_clip(str(rng.choice(VOCABULARY_MOTIONS)), str(rng.choice(list(COLOURS))), str(rng.choice(SHAPES)),
-                     num_frames=num_frames, height=height, width=width, seed=int(rng.integers(2**31)))
+                     num_frames=num_frames, height=height, width=width, seed=int(rng.integers(2**31)), trail=trail)
 
 
 def random_wander_clip(rng: np.random.Generator, num_frames: int = 8, height: int = 64,
-                       width: int = 64) -> Clip:
+                       width: int = 64, trail: bool = False) -> Clip:
     """A training clip with a wander motion (random colour, shape and walk), captioned "a red ball"."""
     return make_clip(WANDER, str(rng.choice(list(COLOURS))), str(rng.choice(SHAPES)), num_frames=num_frames,
-                     height=height, width=width, seed=int(rng.integers(2**31)))
+                     height=height, width=width, seed=int(rng.integers(2**31)), trail=trail)
+
+
+def reversed_clip(clip: Clip, height: int, width: int) -> Clip:
+    """The clip played backwards, re-rendered (a trail must point the other way; without a trail
+    this equals flipping the frames). A vocabulary clip's caption names the opposite direction."""
+    pos = clip.positions.flip(0)
+    caption = clip.caption
+    if "/" in clip.motion:
+        d, sp = clip.motion.split("/")
+        d = {"left": "right", "right": "left", "up": "down", "down": "up"}[d]
+        caption, motion = vocabulary_caption(clip.colour, clip.shape, d, sp), f"{d}/{sp}"
+    else:
+        motion = clip.motion
+    trail = bool(clip.info.get("trail", False))
+    return Clip(frames=render(pos.numpy(), clip.colour, clip.shape, height, width, trail), positions=pos,
+                caption=caption, colour=clip.colour, shape=clip.shape, motion=motion, info=dict(clip.info))

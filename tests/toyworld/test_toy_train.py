@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 import dmt.toyworld.train as train_mod
 from dmt import load_zeroscope
@@ -139,6 +140,25 @@ def test_wander_clips_are_encoded_and_captioned_by_their_subject_only(mini_run):
                               dataclasses.replace(cfg, motion_word_dropout=0.0)).endswith("moving right slowly")
     # the bundled recipe (no wander clips) keeps the key of its run; wander clips change it
     assert ToyConfig().key() == "fb04912b75340812" != ToyConfig(wander_clips=1024).key()
+
+
+def test_trail_run_encodes_re_rendered_reversals(tmp_path):
+    """With a trail the time-reversed training clips are re-rendered (their tail points the other
+    way), stored next to the forward latents; the model's card says how its world is drawn."""
+    import dataclasses
+
+    from safetensors.torch import load_file
+
+    from dmt.toyworld.card import world_options
+
+    cfg = dataclasses.replace(MINI, trail=True, wander_clips=0)
+    out = train_toy_model(tmp_path / "trail", cfg)
+    lat = load_file(str(out / ".train" / "latents.safetensors"))
+    assert lat["reversed"].shape == lat["latents"].shape
+    assert not torch.allclose(lat["reversed"], lat["latents"].flip(2), atol=1e-3)
+    assert world_options(out) == {"trail": True}
+    assert world_options(tmp_path) == {"trail": False}  # not a toy model: the plain world
+    assert cfg.key() != dataclasses.replace(cfg, trail=False).key()
 
 
 def test_words_diagnosis_on_the_bundled_model(capsys):

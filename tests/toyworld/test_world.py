@@ -8,8 +8,8 @@ import torch
 
 from dmt.toyworld.measure import direction_of, track_object, trajectory_error, velocity_error
 from dmt.toyworld.tokenizer import WORDS, save_word_tokenizer
-from dmt.toyworld.world import (COLOURS, DIRECTIONS, HELD_OUT, MARGIN, SHAPES, VOCABULARY_MOTIONS, WANDER,
-                                make_clip, random_vocabulary_clip, random_wander_clip)
+from dmt.toyworld.world import (BACKGROUND, COLOURS, DIRECTIONS, HELD_OUT, MARGIN, SHAPES, TRAIL_GREY, VOCABULARY_MOTIONS,
+                                WANDER, make_clip, random_vocabulary_clip, random_wander_clip, reversed_clip)
 
 
 def test_clip_layout_and_caption():
@@ -70,12 +70,41 @@ def test_held_out_motions_are_not_among_the_training_wander_paths():
 @pytest.mark.parametrize("motion", list(VOCABULARY_MOTIONS[::3]) + list(HELD_OUT))
 @pytest.mark.parametrize("colour,shape", [("red", "ball"), ("blue", "square"), ("yellow", "triangle"),
                                           ("green", "ball")])
-def test_measure_recovers_ground_truth(motion, colour, shape):
-    c = make_clip(motion, colour, shape, seed=5)
+@pytest.mark.parametrize("trail", [False, True])
+def test_measure_recovers_ground_truth(motion, colour, shape, trail):
+    """The measure finds the object, its colour and shape, with or without the grey tail."""
+    c = make_clip(motion, colour, shape, seed=5, trail=trail)
     tr = track_object(c.frames)
     assert tr.found.all()
     assert trajectory_error(tr.positions, c.positions.numpy()) < 0.6  # pixels
     assert tr.colour == colour and tr.shape == shape
+
+
+def test_trail_points_against_the_motion_and_reverses_with_the_clip():
+    """With trail=True each frame shows a grey tail on the side the object came from (so one frame
+    tells the direction); a reversed clip is re-rendered, its tail on the other side, its caption
+    naming the opposite direction; trail=False draws exactly the plain world."""
+    plain = make_clip("left/quickly", "red", "ball", seed=2)
+    c = make_clip("left/quickly", "red", "ball", seed=2, trail=True)
+    assert torch.equal(plain.positions, c.positions)
+    background = (plain.frames - torch.tensor(BACKGROUND)).abs().amax(-1) < 1e-6
+    grey = ((c.frames - plain.frames).abs().amax(-1) > 0.05) & background  # (F, H, W): tail pixels
+    assert grey.any(1).any(1).all()  # a tail in every frame
+    for i in range(8):
+        ys, xs = np.nonzero(grey[i].numpy())
+        assert xs.mean() + 0.5 > float(c.positions[i, 0]) + 5  # behind a leftward object: on its right
+        assert np.all(c.frames[i].numpy()[grey[i].numpy()].max(-1) <= TRAIL_GREY + 1e-6)
+    r = reversed_clip(c, 64, 64)
+    assert r.caption == "a red ball moving right quickly" and r.motion == "right/quickly"
+    assert torch.equal(r.positions, c.positions.flip(0))
+    assert not torch.equal(r.frames, c.frames.flip(0))  # tails re-drawn, not the frames flipped
+    assert direction_of(track_object(r.frames).positions) == "right"
+    assert torch.equal(reversed_clip(plain, 64, 64).frames, plain.frames.flip(0))
+    still = make_clip("stopgo", "blue", "square", seed=1, trail=True)  # no tail where it stands still
+    v = np.linalg.norm(np.gradient(still.positions.numpy(), axis=0), axis=1)
+    plain_still = make_clip("stopgo", "blue", "square", seed=1)
+    for i in np.nonzero(v < 0.3)[0]:
+        assert torch.equal(still.frames[i], plain_still.frames[i])
 
 
 def test_direction_and_errors():
