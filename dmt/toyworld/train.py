@@ -46,9 +46,7 @@ from ..models.random_model import SCHEDULER_CONFIG, _randomize_temporal_convs
 from ..models.text import AUTHORS_PROMPT_PREFIX
 from .card import MODEL_KIND, write_model_files
 from .tokenizer import save_word_tokenizer
-from .world import random_vocabulary_clip, random_wander_clip, reversed_clip, subject
-
-OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
+from .world import OPPOSITE, random_vocabulary_clip, random_wander_clip, reversed_clip, subject
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ SHAPES = ("ball", "square", "triangle")
 BACKGROUND = (0.12, 0.12, 0.12)
 DIRECTIONS: dict[str, tuple[float, float]] = {"left": (-1.0, 0.0), "right": (1.0, 0.0),
                                               "up": (0.0, -1.0), "down": (0.0, 1.0)}
+#: the direction a clip played backwards moves in
+OPPOSITE = {"left": "right", "right": "left", "up": "down", "down": "up"}
 #: total travel over the clip, as a fraction of the frame size
 SPEEDS: dict[str, float] = {"slowly": 0.25, "quickly": 0.5}
 HELD_OUT = ("circle", "zigzag", "uturn", "stopgo", "bounce")
@@ -278,7 +280,7 @@ def reversed_clip(clip: Clip, height: int, width: int) -> Clip:
     caption = clip.caption
     if "/" in clip.motion:
         d, sp = clip.motion.split("/")
-        d = {"left": "right", "right": "left", "up": "down", "down": "up"}[d]
+        d = OPPOSITE[d]
         caption, motion = vocabulary_caption(clip.colour, clip.shape, d, sp), f"{d}/{sp}"
     else:
         motion = clip.motion
