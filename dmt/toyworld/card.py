@@ -9,6 +9,9 @@ from pathlib import Path
 import torch
 
 MODEL_KIND = "dmt-toyworld-zeroscope"
+#: a toy-world Wan 2.1 (dmt.toyworld.train_wan), loaded with load_wan
+WAN_MODEL_KIND = "dmt-toyworld-wan"
+KINDS = (MODEL_KIND, WAN_MODEL_KIND)
 #: the trained toy model shipped with the package (a diffusers folder)
 BUNDLED_MODEL = Path(__file__).resolve().parent / "model"
 CARD_FILE = "toyworld.json"
@@ -21,6 +24,10 @@ TOY_ENTRY = "dmt-toyworld (bundled offline demo model, 64x64)"
 #: (at the authors' 10 this small model over-saturates colours: red turns orange or yellow).
 DEFAULTS = {"width": 64, "height": 64, "num_frames": 8, "fps": 8, "negative_prompt": "",
             "downsample_factor": 2, "guidance_scale": 5.0}
+#: the toy Wan's: 9 frames (Wan's VAE takes 4k + 1: 3 latent frames), classifier-free guidance 5
+#: (Wan's own default), empty negative prompt (its unconditional caption in training).
+WAN_DEFAULTS = {"width": 64, "height": 64, "num_frames": 9, "fps": 8, "negative_prompt": "",
+                "guidance_scale": 5.0}
 
 
 def read_card(folder: str | Path) -> dict | None:
@@ -32,7 +39,7 @@ def read_card(folder: str | Path) -> dict | None:
         card = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return card if card.get("kind") == MODEL_KIND else None
+    return card if card.get("kind") in KINDS else None
 
 
 def model_defaults(folder: str | Path) -> dict:
@@ -59,13 +66,19 @@ def write_model_files(out: Path, unet, text, scheduler, *, cfg: dict, log: list,
         "unet": ["diffusers", "UNet3DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
         "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
         "scheduler": ["diffusers", "DDIMScheduler"]}, indent=2))
-    unet_losses = [e["loss"] for e in log if e.get("stage") == "unet"]
-    curve = [round(float(sum(unet_losses[i:i + 100]) / len(unet_losses[i:i + 100])), 5)
-             for i in range(0, len(unet_losses), 100)]
+    write_card(out, MODEL_KIND, DEFAULTS, cfg=cfg, log=log, timing=timing, threads=threads, loss_stage="unet")
+
+
+def write_card(out: Path, kind: str, defaults: dict, *, cfg: dict, log: list, timing: dict, threads: int,
+               loss_stage: str) -> None:
+    """Write toyworld.json: the model's kind and run defaults, its training configuration, and the
+    training record (the `loss_stage` loss per 100 steps, the VAE's PSNR, times, threads)."""
+    losses = [e["loss"] for e in log if e.get("stage") == loss_stage]
+    curve = [round(float(sum(losses[i:i + 100]) / len(losses[i:i + 100])), 5) for i in range(0, len(losses), 100)]
     vae_last = [e for e in log if e.get("stage") == "vae"][-1:] or [{}]
     decoder_last = [e for e in log if e.get("stage") == "decoder"][-1:] or [{}]
-    card = {"kind": MODEL_KIND, "defaults": DEFAULTS, "config": cfg,
-            "training": {"unet_steps": len(unet_losses), "final_loss_mean_100": curve[-1] if curve else None,
+    card = {"kind": kind, "defaults": defaults, "config": cfg,
+            "training": {f"{loss_stage}_steps": len(losses), "final_loss_mean_100": curve[-1] if curve else None,
                          "loss_curve_per_100_steps": curve, "vae_psnr_db": vae_last[0].get("psnr"),
                          "decoder_refined_psnr_db": decoder_last[0].get("psnr"),
                          "seconds": timing, "torch_threads": threads, "torch": torch.__version__}}

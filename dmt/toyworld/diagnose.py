@@ -5,6 +5,9 @@ words are not bound" figures come from here (`python -m dmt toyworld words`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -28,28 +31,31 @@ def _caption(colour: str, shape: str, direction: str, speed: str) -> str:
 
 @torch.no_grad()
 def caption_word_gaps(model: ZeroScope, timestep: int = 999, clips: int = 32, seed: int = 5) -> dict[str, float]:
-    """Mean x0-MSE (scaled latent units) at `timestep` over `clips` fresh vocabulary clips (seeded):
-    {"true": with the true caption, "colour"/"speed"/"direction": the increase when that word is
-    swapped (red↔blue, green↔yellow; quickly↔slowly; left↔right, up↔down), "latent_variance"}.
-    The same noise is used for every caption of a clip."""
+    """Mean x0-MSE (latent units: ZeroScope's scaled latents, Wan's normalised ones) at `timestep`
+    over `clips` fresh vocabulary clips (seeded): {"true": with the true caption,
+    "colour"/"speed"/"direction": the increase when that word is swapped (red↔blue, green↔yellow;
+    quickly↔slowly; left↔right, up↔down), "latent_variance"}. The same noise is used for every
+    caption of a clip. On a toy Wan `timestep` is its training step k (σ = shift((k + 1) / T), as
+    dmt.models.interface.WanOps draws it; 999 is pure noise)."""
+    from .evaluate import defaults_of, frames_of
+
+    probe = _wan_probe(model, timestep) if getattr(model, "kind", "zeroscope") == "wan" else \
+        _zeroscope_probe(model, timestep)
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
-    a = model.scheduler.alphas_cumprod[timestep].float()
     sums = {"true": 0.0, **{k: 0.0 for k in SWAPS}}
     var = 0.0
-    size = model.vae.config.sample_size
+    size = int(defaults_of(model)["width"])
     for _ in range(clips):
-        clip = random_vocabulary_clip(rng, 8, size, size, **world_options(model.name))
-        x0 = encode_frames(model, clip.frames).float()
-        noise = torch.randn(x0.shape, generator=gen)
-        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        clip = random_vocabulary_clip(rng, frames_of(model), size, size, **world_options(model.name))
+        x0 = probe.encode(clip.frames)
+        x_t = probe.noisy(x0, torch.randn(x0.shape, generator=gen))
         direction, speed = clip.motion.split("/")
         words = {"colour": clip.colour, "shape": clip.shape, "direction": direction, "speed": speed}
 
         def err(w: dict) -> float:
-            text = encode_prompt(model, _caption(w["colour"], w["shape"], w["direction"], w["speed"]))
-            eps = predict_noise(model, x_t, timestep, text).float()
-            return (((x_t - (1 - a).sqrt() * eps) / a.sqrt() - x0) ** 2).mean().item()
+            x0_hat = probe.x0(x_t, _caption(w["colour"], w["shape"], w["direction"], w["speed"]))
+            return ((x0_hat - x0) ** 2).mean().item()
 
         base = err(words)
         sums["true"] += base
@@ -59,3 +65,39 @@ def caption_word_gaps(model: ZeroScope, timestep: int = 999, clips: int = 32, se
     out = {k: v / clips for k, v in sums.items()}
     out["latent_variance"] = var / clips
     return out
+
+
+@dataclass
+class _Probe:
+    """encode: frames → clean latent; noisy: (x0, noise) → x_t; x0: (x_t, caption) → predicted x0."""
+
+    encode: Callable[[torch.Tensor], torch.Tensor]
+    noisy: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    x0: Callable[[torch.Tensor, str], torch.Tensor]
+
+
+def _zeroscope_probe(model: ZeroScope, timestep: int) -> _Probe:
+    a = model.scheduler.alphas_cumprod[timestep].float()
+
+    def x0(x_t: torch.Tensor, caption: str) -> torch.Tensor:
+        eps = predict_noise(model, x_t, timestep, encode_prompt(model, caption)).float()
+        return (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+
+    return _Probe(encode=lambda frames: encode_frames(model, frames).float(),
+                  noisy=lambda x0_, noise: a.sqrt() * x0_ + (1 - a).sqrt() * noise, x0=x0)
+
+
+def _wan_probe(model, step: int) -> _Probe:
+    """x_t = (1 − σ)·x0 + σ·ε, x0 = x_t − σ·v (v: the transformer's velocity)."""
+    from ..models.interface import model_ops
+
+    ops = model_ops(model)
+    k = torch.tensor([step])
+    sigma = float(ops.sigmas(model, k)[0])
+    t_model = torch.tensor([sigma * ops._num_train(model)])
+
+    def x0(x_t: torch.Tensor, caption: str) -> torch.Tensor:
+        return x_t - sigma * ops.predict(model, x_t, t_model, ops.encode_text(model, caption))
+
+    return _Probe(encode=lambda frames: ops.encode_clip(model, frames),
+                  noisy=lambda x0_, noise: ops.noisy(model, x0_, noise, k)[0], x0=x0)

@@ -32,7 +32,7 @@ from ..transfer.context import ContextOptions
 from ..transfer.pipeline import transfer
 from ..transfer.presets import apply_preset
 from ..transfer.sampler import GuidanceSettings
-from .card import DEFAULTS, world_options
+from .card import DEFAULTS, model_defaults, world_options
 from .measure import direction_of, track_object, trajectory_error, velocity_error
 from .world import COLOURS, DIRECTIONS, HELD_OUT, SHAPES, make_clip, subject
 
@@ -50,16 +50,41 @@ class GateResult:
     rows: list = field(default_factory=list)
 
 
+def defaults_of(model) -> dict:
+    """The run defaults of a toy model (its card's; the toy ZeroScope's for a model without one)."""
+    return {**DEFAULTS, **model_defaults(model.name)} if model_defaults(model.name) else dict(DEFAULTS)
+
+
+def is_wan(model) -> bool:
+    return getattr(model, "kind", "zeroscope") == "wan"
+
+
+def frames_of(model) -> int:
+    """The toy model's clip length: 8 frames for the toy ZeroScope, 9 (4k + 1) for the toy Wan."""
+    return int(defaults_of(model)["num_frames"])
+
+
 def model_clip(model: ZeroScope, motion: str, colour: str, shape: str, **kw):
-    """`make_clip` drawn as the model's training world was (its trail or none; see world_options)."""
+    """`make_clip` drawn as the model's training world was (its clip length, its trail or none; see
+    world_options)."""
+    kw.setdefault("num_frames", frames_of(model))
     return make_clip(motion, colour, shape, **kw, **world_options(model.name))
 
 
-def _t2v(model: ZeroScope, prompt: str, seed: int, steps: int, guidance: float, motions=None,
-         num_frames: int = 8) -> torch.Tensor:
-    settings = GenerateSettings(num_frames=num_frames, height=SIZE, width=SIZE, steps=steps,
-                                guidance_scale=guidance, seed=seed)
-    return generate_video(model, prompt, motions=motions, negative_prompt=NEG, settings=settings).frames
+def model_prompt(model, prompt: str) -> str:
+    """The prompt as the model's plain text-to-video baseline gets it: with the authors' prefix on
+    ZeroScope (their transfer adds it), as it is on Wan."""
+    return prompt if is_wan(model) else with_prefix(prompt)
+
+
+def _t2v(model: ZeroScope, prompt: str, seed: int, steps: int, guidance: float | None = None, motions=None,
+         num_frames: int | None = None) -> torch.Tensor:
+    d = defaults_of(model)
+    settings = GenerateSettings(num_frames=num_frames or frames_of(model), height=d["height"], width=d["width"],
+                                steps=steps, guidance_scale=d["guidance_scale"] if guidance is None else guidance,
+                                seed=seed)
+    return generate_video(model, prompt, motions=motions, negative_prompt=d["negative_prompt"],
+                          settings=settings).frames
 
 
 def _fidelity(original: torch.Tensor, edited: torch.Tensor) -> float | None:
@@ -75,7 +100,7 @@ def _fidelity(original: torch.Tensor, edited: torch.Tensor) -> float | None:
 
 # ---- G1 ------------------------------------------------------------------------------------------
 
-def gate_base(model: ZeroScope, samples: int = 48, steps: int = 25, guidance: float = DEFAULTS["guidance_scale"],
+def gate_base(model: ZeroScope, samples: int = 48, steps: int = 25, guidance: float | None = None,
               seed0: int = 10_000) -> GateResult:
     """Text-to-video on `samples` prompts (colour × shape × direction, "quickly"), seeds from seed0
     (never used in training). Figures: colour and direction accuracy, and both together."""
@@ -108,10 +133,25 @@ def transfer_pairs(count: int = 12) -> list[dict]:
     return pairs
 
 
-def toy_transfer_kwargs(preset: str = "fast", guidance: bool = True, **overrides) -> dict:
-    """Keyword arguments of `dmt.transfer` for the toy model: the preset's settings, the toy
+#: the toy Wan's guided-sampling "presets": the guidance loss (AMFSettings.guidance), DiTFlow's schedule
+WAN_PRESETS = ("amf", "smm")
+
+
+def toy_transfer_kwargs(preset: str = "fast", guidance: bool = True, model=None, **overrides) -> dict:
+    """Keyword arguments of `dmt.transfer` for a toy model: the preset's settings, the toy
     model's own negative prompt and low-frequency factor; guidance=False switches the motion
-    guidance off (0 optimisation iterations: the negative control)."""
+    guidance off (0 optimisation iterations: the negative control). A toy Wan (`model`) takes
+    preset "amf" or "smm" (its guidance loss, with DiTFlow's schedule otherwise)."""
+    if model is not None and is_wan(model):
+        from ..transfer.amf_guidance import AMFSettings
+
+        if preset not in WAN_PRESETS:
+            raise ValueError(f"a toy Wan's transfer preset is one of {WAN_PRESETS}, not {preset!r}")
+        d = defaults_of(model)
+        amf = AMFSettings(guidance=preset, guidance_scale=d["guidance_scale"], iterations=5 if guidance else 0)
+        kw = dict(negative_prompt=d["negative_prompt"], downsample_factor=d["downsample_factor"], amf=amf)
+        kw.update(overrides)
+        return kw
     settings, inv_steps = apply_preset(preset, GuidanceSettings(guidance_scale=DEFAULTS["guidance_scale"]))
     if not guidance:
         settings = dataclasses.replace(settings, optimization_steps=0)
@@ -127,12 +167,13 @@ def gate_transfer(model: ZeroScope, count: int = 12, preset: str = "fast", guida
     seed, steps and CFG). Figures: mean trajectory error (px) of transfer and baseline, their ratio,
     the share of outputs with the prompted colour, mean Motion-Fidelity of each against the source."""
     res = GateResult(f"G2 motion transfer ({preset}{'' if guidance else ', guidance off'})")
-    kw = toy_transfer_kwargs(preset, guidance)
+    kw = toy_transfer_kwargs(preset, guidance, model)
+    cfg = kw["amf"] if is_wan(model) else kw["settings"]
     for p in transfer_pairs(count):
         src = model_clip(model, p["motion"], p["colour"], p["shape"], seed=p["clip_seed"])
         target = subject(p["target_colour"], p["target_shape"])
         out = transfer(model, src.frames, subject(p["colour"], p["shape"]), target, seed=p["seed"], **kw).frames
-        base = _t2v(model, with_prefix(target), p["seed"], 50, kw["settings"].guidance_scale)
+        base = _t2v(model, model_prompt(model, target), p["seed"], 50, cfg.guidance_scale)
         ts, to, tb = track_object(src.frames), track_object(out), track_object(base)
         row = {**p, "err_transfer": trajectory_error(to.positions, ts.positions),
                "err_baseline": trajectory_error(tb.positions, ts.positions),
@@ -163,9 +204,9 @@ PRIOR_PROMPTS = [f"{subject(c, s)} moving {d} quickly" for (c, s), d in
                      list(DIRECTIONS) * 2)]
 
 
-def canonical_positions(motion: str) -> np.ndarray:
+def canonical_positions(motion: str, num_frames: int = 8) -> np.ndarray:
     """(F, 2) pixel track of the canonical (taught) version of a held-out motion."""
-    return make_clip(motion, "red", "ball", canonical=True).positions.numpy()
+    return make_clip(motion, "red", "ball", canonical=True, num_frames=num_frames).positions.numpy()
 
 
 def motion_examples(model: ZeroScope, motion: str, token: str, count: int = 5):
@@ -175,7 +216,7 @@ def motion_examples(model: ZeroScope, motion: str, token: str, count: int = 5):
     for i, (c, s) in enumerate(EXAMPLE_OBJECTS[:count]):
         clip = model_clip(model, motion, c, s, seed=700 + i, canonical=True)
         ex.append(example_from_frames(clip.frames, f"{subject(c, s)} doing the {token} move", token=token,
-                                      num_frames=8, height=SIZE, width=SIZE))
+                                      num_frames=frames_of(model), height=SIZE, width=SIZE))
     return encode_examples(model, ex)
 
 
@@ -185,7 +226,8 @@ def regularization_clips(model: ZeroScope, count: int = 4):
     for i in range(count):
         motion = f"{list(DIRECTIONS)[i % 4]}/quickly"
         clip = model_clip(model, motion, COLOUR_LIST[(i + 2) % 4], SHAPE_LIST[i % 3], seed=900 + i)
-        ex.append(example_from_frames(clip.frames, clip.caption, token=None, num_frames=8, height=SIZE, width=SIZE))
+        ex.append(example_from_frames(clip.frames, clip.caption, token=None, num_frames=frames_of(model), height=SIZE,
+                                      width=SIZE))
     return encode_examples(model, ex)
 
 
@@ -203,21 +245,21 @@ def toy_train_settings(mode: str = "lora", steps: int = 600, **overrides) -> Tra
 def learn_motion(model: ZeroScope, motion: str, token: str, settings: TrainSettings):
     """Train one motion on the toy examples (with real regularization clips); returns the Motion."""
     return train_motion(model, motion_examples(model, motion, token), token, settings,
-                        regularization=regularization_clips(model), negative_prompt=NEG).motion
+                        regularization=regularization_clips(model),
+                        negative_prompt=defaults_of(model)["negative_prompt"]).motion
 
 
 def motion_error(model: ZeroScope, motion: str, token: str, motions, steps: int = 25,
-                 guidance: float = DEFAULTS["guidance_scale"],
-                 seed0: int = 20_000) -> list[float]:
+                 guidance: float | None = None, seed0: int = 20_000) -> list[float]:
     """Velocity-profile errors (px/frame) of "<object> doing the <token> move" on the unseen test
     objects against the canonical motion, with `motions` applied (None: the base model)."""
-    ref = canonical_positions(motion)
+    ref = canonical_positions(motion, frames_of(model))
     return [velocity_error(track_object(_t2v(model, f"{subject(c, s)} doing the {token} move", seed0 + i, steps,
                                              guidance, motions)).positions, ref)
             for i, (c, s) in enumerate(TEST_OBJECTS)]
 
 
-def prior_accuracy(model: ZeroScope, motions, steps: int = 25, guidance: float = DEFAULTS["guidance_scale"],
+def prior_accuracy(model: ZeroScope, motions, steps: int = 25, guidance: float | None = None,
                    seed0: int = 30_000) -> float:
     """Direction accuracy of vocabulary prompts (no token) with `motions` applied."""
     ok = [direction_of(track_object(_t2v(model, p, seed0 + i, steps, guidance, motions)).positions) == p.split()[4]
@@ -240,11 +282,11 @@ def gate_customize(model: ZeroScope, modes: tuple[str, ...] = ("lora", "full"), 
             circle = _randomized(circle)
         err = float(np.mean(motion_error(model, "circle", "sks", circle)))
         prior = prior_accuracy(model, circle)
-        a = generate_video(model, "a blue ball doing the sks move", motions=[(circle, 0.0)], negative_prompt=NEG,
-                           settings=GenerateSettings(num_frames=8, height=SIZE, width=SIZE, steps=10, seed=3),
-                           decode=False).latents
-        b = generate_video(model, "a blue ball doing the sks move", negative_prompt=NEG,
-                           settings=GenerateSettings(num_frames=8, height=SIZE, width=SIZE, steps=10, seed=3),
+        short = GenerateSettings(num_frames=frames_of(model), height=SIZE, width=SIZE, steps=10, seed=3)
+        neg = defaults_of(model)["negative_prompt"]
+        a = generate_video(model, "a blue ball doing the sks move", motions=[(circle, 0.0)], negative_prompt=neg,
+                           settings=short, decode=False).latents
+        b = generate_video(model, "a blue ball doing the sks move", negative_prompt=neg, settings=short,
                            decode=False).latents
         res.figures[mode] = {"err_circle": err, "ratio": err / max(base_circle, 1e-6), "prior_accuracy": prior,
                              "strength0_equals_base": bool(torch.equal(a, b))}

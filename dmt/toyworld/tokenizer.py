@@ -66,3 +66,39 @@ def save_word_tokenizer(folder: str | Path) -> CLIPTokenizer:
             raise RuntimeError(f"toy word '{w}' tokenizes to {len(ids)} tokens")
     tok.save_pretrained(str(folder))
     return tok
+
+
+def save_word_t5_tokenizer(folder: str | Path, model_max_length: int = 512):
+    """The toy Wan's tokenizer: a T5 tokenizer (pad 0, eos 1, unk 2 as T5's; a Unigram model with
+    Metaspace word starts) whose pieces are the toy words ("▁red") and punctuation (the authors'
+    prompt prefix has commas), lower-cased, each prompt ending with "</s>". Every toy word is one
+    token; any other word is "<unk>". Written to `folder` (tokenizer.json and the config files with
+    which `AutoTokenizer` loads it as a T5TokenizerFast); returns the loaded tokenizer."""
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
+    from tokenizers.models import Unigram
+    from transformers import AutoTokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    marks = [",", ".", "!", "?", ";", ":"]
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -10.0)]
+    pieces += [(m, -1.0) for m in marks] + [("\u2581" + w, -1.0) for w in WORDS]
+    tok = Tokenizer(Unigram(pieces, unk_id=2, byte_fallback=False))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation(),
+        pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always", split=True)])
+    tok.post_processor = processors.TemplateProcessing(
+        single=["$A", "</s>"], pair=["$A", "</s>", "$B", "</s>"], special_tokens=[("</s>", 1)])
+    tok.add_special_tokens(["<pad>", "</s>", "<unk>"])
+    tok.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "T5Tokenizer", "pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>",
+        "extra_ids": 0, "additional_special_tokens": [], "model_max_length": model_max_length}, indent=2))
+    (folder / "special_tokens_map.json").write_text(json.dumps(
+        {"pad_token": "<pad>", "eos_token": "</s>", "unk_token": "<unk>"}, indent=2))
+    loaded = AutoTokenizer.from_pretrained(str(folder))
+    for w in WORDS:
+        if len(loaded(w, add_special_tokens=False).input_ids) != 1:
+            raise RuntimeError(f"toy word '{w}' tokenizes to more than one token")
+    return loaded

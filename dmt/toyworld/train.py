@@ -29,6 +29,7 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,6 +153,113 @@ def build_text_encoder(cfg: ToyConfig, vocab_size: int) -> CLIPTextModel:
     return text
 
 
+@dataclass
+class Run:
+    """An opened training folder: its state folder (OUT/.train), the log and timing records (kept
+    across resumes) and `save_log()` writing both."""
+
+    state_dir: Path
+    log: list
+    timing: dict
+
+    def save_log(self) -> None:
+        (self.state_dir / "log.json").write_text(json.dumps(self.log))
+        (self.state_dir / "timing.json").write_text(json.dumps(self.timing))
+
+
+def open_run(out: Path, key: str, config: dict, resume: bool, threads: int | None) -> Run:
+    """Check that `out` may be trained into (empty or new; with `resume`, holding a run of the same
+    configuration `key`), record the configuration, and read back the log and timings of earlier
+    runs. Raises InputError (nothing written) otherwise."""
+    state_dir = out / ".train"
+    cfg_file = state_dir / "config.json"
+    if out.exists() and any(out.iterdir()):
+        if not resume:
+            raise InputError(f"'{out}' is not empty. Give an empty or new folder, or add --resume to continue "
+                             f"the training that is in it.")
+        if not cfg_file.is_file():
+            raise InputError(f"'{out}' holds no toy-world training state ({cfg_file} is missing); nothing to "
+                             f"resume. Give an empty or new folder to start a new training.")
+        saved = json.loads(cfg_file.read_text())
+        if saved.get("key") != key:
+            raise InputError(f"The training in '{out}' used another configuration ({saved.get('config')}); "
+                             f"resume it with the same settings, or train into a new folder.")
+    if threads:
+        torch.set_num_threads(threads)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    cfg_file.write_text(json.dumps({"key": key, "config": config}, indent=1))
+    log_file, timing_file = state_dir / "log.json", state_dir / "timing.json"
+    return Run(state_dir, json.loads(log_file.read_text()) if log_file.is_file() else [],
+               json.loads(timing_file.read_text()) if timing_file.is_file() else {})
+
+
+def scheduled_lr(step: int, lr: float, warmup: int, total: int) -> float:
+    """The learning rate at `step` (0-based): linear warm-up over `warmup` steps, constant, then a
+    linear decay over the last fifth of `total` (to 5 % of `lr`)."""
+    decay_from = int(total * 0.8)
+    f = min(1.0, (step + 1) / warmup)
+    if step >= decay_from:
+        f *= max(0.05, 1 - (step - decay_from) / max(1, total - decay_from))
+    return lr * f
+
+
+def optimise(run: Run, params: dict[str, torch.Tensor], opt: torch.optim.Optimizer, gen: torch.Generator, *,
+             total: int, checkpoint_every: int, stage: str, desc: str, key: str,
+             lr_at: Callable[[int], float], loss_at: Callable[[], torch.Tensor]) -> None:
+    """The resumable optimisation loop of both toy models: from the state in OUT/.train (if any)
+    up to `total` steps of `loss_at()` (it draws its batch from `gen`), the learning rate `lr_at(step)`,
+    gradients clipped to norm 1; the state (parameters, optimiser, `gen`) saved every
+    `checkpoint_every` steps, at the end and on Ctrl-C (then InputError saying how to resume).
+    The log gets {"stage", "step", "loss"} per step; the timing `<stage>_s` and
+    `<stage>_steps_this_run`."""
+    state_file = run.state_dir / "state.safetensors"
+    step = 0
+    if state_file.is_file():
+        st = load_train_state(state_file)
+        with torch.no_grad():
+            for k, v in st["params"].items():
+                params[k].copy_(v)
+        opt.load_state_dict(st["optimizer_state"])
+        gen.set_state(st["rng"])
+        step = st["step"]
+
+    def checkpoint() -> None:
+        save_train_state(state_file, step, params, opt, gen, None, {"config": key})
+        run.save_log()
+
+    timer = f"{stage}_s"
+    bar = _progress(total, step, desc)
+    t_start, s_start = time.time(), step
+    try:
+        while step < total:
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step)
+            loss = loss_at()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(list(params.values()), 1.0)
+            opt.step()
+            step += 1
+            run.log.append({"stage": stage, "step": step, "loss": loss.item()})
+            recent = [e["loss"] for e in run.log[-50:] if e.get("stage") == stage]
+            bar.set_postfix(loss=f"{np.mean(recent):.4f}", lr=f"{lr_at(step - 1):.1e}")
+            bar.update()
+            if step % checkpoint_every == 0:
+                run.timing[timer] = run.timing.get(timer, 0.0) + time.time() - t_start
+                t_start = time.time()
+                checkpoint()
+    except KeyboardInterrupt:
+        run.timing[timer] = run.timing.get(timer, 0.0) + time.time() - t_start
+        checkpoint()
+        bar.close()
+        raise InputError(f"Training stopped at step {step} of {total}; the state is saved. Continue with "
+                         f"the same command and --resume.") from None
+    bar.close()
+    run.timing[timer] = run.timing.get(timer, 0.0) + time.time() - t_start
+    run.timing[f"{stage}_steps_this_run"] = step - s_start
+    checkpoint()
+
+
 def _progress(total: int, initial: int, desc: str):
     from tqdm import tqdm
 
@@ -263,8 +371,9 @@ def _encode_clips(cfg: ToyConfig, vae: AutoencoderKL, path: Path, wander: bool =
 
 
 def _caption(colour: str, shape: str, direction: str, speed: str, reverse: bool, rng: torch.Generator,
-             cfg: ToyConfig) -> str:
-    """A training caption; direction "" (a wander clip) names the subject only."""
+             cfg: ToyConfig, prefix_share: float = 0.5) -> str:
+    """A training caption; direction "" (a wander clip) names the subject only. `prefix_share` of
+    them start with the authors' (ZeroScope) prompt prefix."""
     if reverse and direction:
         direction = OPPOSITE[direction]
     u = torch.rand(3, generator=rng).tolist()
@@ -272,7 +381,7 @@ def _caption(colour: str, shape: str, direction: str, speed: str, reverse: bool,
         return ""
     text = subject(colour, shape) if u[1] < cfg.motion_word_dropout or not direction else \
         f"{subject(colour, shape)} moving {direction} {speed}"
-    return (AUTHORS_PROMPT_PREFIX.lower() + text) if u[2] < 0.5 else text
+    return (AUTHORS_PROMPT_PREFIX.lower() + text) if u[2] < prefix_share else text
 
 
 # ---- stage 3: UNet + text encoder --------------------------------------------------------------
@@ -284,30 +393,8 @@ def train_toy_model(out: str | Path, cfg: ToyConfig = ToyConfig(), resume: bool 
     Raises InputError when `out` is not empty and `resume` is off, or when the state in `out`
     belongs to another configuration (nothing is overwritten in either case)."""
     out = Path(out)
-    state_dir = out / ".train"
-    cfg_file = state_dir / "config.json"
-    if out.exists() and any(out.iterdir()):
-        if not resume:
-            raise InputError(f"'{out}' is not empty. Give an empty or new folder, or add --resume to continue "
-                             f"the training that is in it.")
-        if not cfg_file.is_file():
-            raise InputError(f"'{out}' holds no toy-world training state ({cfg_file} is missing); nothing to "
-                             f"resume. Give an empty or new folder to start a new training.")
-        saved = json.loads(cfg_file.read_text())
-        if saved.get("key") != cfg.key():
-            raise InputError(f"The training in '{out}' used another configuration ({saved.get('config')}); "
-                             f"resume it with the same settings, or train into a new folder.")
-    if threads:
-        torch.set_num_threads(threads)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    cfg_file.write_text(json.dumps({"key": cfg.key(), "config": dataclasses.asdict(cfg)}, indent=1))
-    log_file = state_dir / "log.json"
-    log: list = json.loads(log_file.read_text()) if log_file.is_file() else []
-    timing = json.loads((state_dir / "timing.json").read_text()) if (state_dir / "timing.json").is_file() else {}
-
-    def save_log() -> None:
-        log_file.write_text(json.dumps(log))
-        (state_dir / "timing.json").write_text(json.dumps(timing))
+    run = open_run(out, cfg.key(), dataclasses.asdict(cfg), resume, threads)
+    state_dir, log, timing, save_log = run.state_dir, run.log, run.timing, run.save_log
 
     t0 = time.time()
     if (out / "vae" / "config.json").is_file():
@@ -349,77 +436,32 @@ def train_toy_model(out: str | Path, cfg: ToyConfig = ToyConfig(), resume: bool 
     params = {f"unet.{k}": p for k, p in unet.named_parameters()} | {f"text.{k}": p for k, p in text.named_parameters()}
     opt = torch.optim.AdamW(list(params.values()), lr=cfg.lr, weight_decay=0.01)
     gen = torch.Generator().manual_seed(cfg.seed + 3)
-    step = 0
-    state_file = state_dir / "state.safetensors"
-    if state_file.is_file():
-        st = load_train_state(state_file)
-        with torch.no_grad():
-            for k, v in st["params"].items():
-                params[k].copy_(v)
-        opt.load_state_dict(st["optimizer_state"])
-        gen.set_state(st["rng"])
-        step = st["step"]
 
-    def checkpoint() -> None:
-        save_train_state(state_file, step, params, opt, gen, None, {"config": cfg.key()})
-        save_log()
+    def loss_at() -> torch.Tensor:
+        idx = torch.randint(len(data), (cfg.batch,), generator=gen)
+        rev = torch.rand(cfg.batch, generator=gen) < 0.5
+        x0 = data[idx].clone()
+        if data_reversed is None:
+            x0[rev] = x0[rev].flip(2)
+        else:  # the tail must point the other way: the re-rendered reversal
+            x0[rev] = data_reversed[idx[rev]]
+        captions = [_caption(*meta[i], bool(r), gen, cfg) for i, r in zip(idx.tolist(), rev.tolist())]
+        ids = tok(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+        n_t = scheduler.config.num_train_timesteps
+        t = torch.randint(0, n_t, (cfg.batch,), generator=gen)
+        if cfg.high_noise_share > 0:
+            high = torch.rand(cfg.batch, generator=gen) < cfg.high_noise_share
+            t = torch.where(high, torch.randint(int(n_t * 0.8), n_t, (cfg.batch,), generator=gen), t)
+        noise = torch.randn(x0.shape, generator=gen)
+        a = alphas[t].view(-1, 1, 1, 1, 1)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        pred = unet(xt, t, text(ids)[0]).sample
+        target = a.sqrt() * noise - (1 - a).sqrt() * x0 if cfg.prediction_type == "v_prediction" else noise
+        return F.mse_loss(pred, target)
 
-    def lr_at(s: int) -> float:
-        decay_from = int(cfg.unet_steps * 0.8)
-        f = min(1.0, (s + 1) / cfg.warmup)
-        if s >= decay_from:
-            f *= max(0.05, 1 - (s - decay_from) / max(1, cfg.unet_steps - decay_from))
-        return cfg.lr * f
-
-    bar = _progress(cfg.unet_steps, step, "toy UNet + text")
-    t_start, s_start = time.time(), step
-    try:
-        while step < cfg.unet_steps:
-            idx = torch.randint(len(data), (cfg.batch,), generator=gen)
-            rev = torch.rand(cfg.batch, generator=gen) < 0.5
-            x0 = data[idx].clone()
-            if data_reversed is None:
-                x0[rev] = x0[rev].flip(2)
-            else:  # the tail must point the other way: the re-rendered reversal
-                x0[rev] = data_reversed[idx[rev]]
-            captions = [_caption(*meta[i], bool(r), gen, cfg) for i, r in zip(idx.tolist(), rev.tolist())]
-            ids = tok(captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
-            n_t = scheduler.config.num_train_timesteps
-            t = torch.randint(0, n_t, (cfg.batch,), generator=gen)
-            if cfg.high_noise_share > 0:
-                high = torch.rand(cfg.batch, generator=gen) < cfg.high_noise_share
-                t = torch.where(high, torch.randint(int(n_t * 0.8), n_t, (cfg.batch,), generator=gen), t)
-            noise = torch.randn(x0.shape, generator=gen)
-            a = alphas[t].view(-1, 1, 1, 1, 1)
-            xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step)
-            pred = unet(xt, t, text(ids)[0]).sample
-            target = a.sqrt() * noise - (1 - a).sqrt() * x0 if cfg.prediction_type == "v_prediction" else noise
-            loss = F.mse_loss(pred, target)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(list(params.values()), 1.0)
-            opt.step()
-            step += 1
-            log.append({"stage": "unet", "step": step, "loss": loss.item()})
-            recent = [e["loss"] for e in log[-50:] if e.get("stage") == "unet"]
-            bar.set_postfix(loss=f"{np.mean(recent):.4f}", lr=f"{lr_at(step - 1):.1e}")
-            bar.update()
-            if step % cfg.checkpoint_every == 0:
-                timing["unet_s"] = timing.get("unet_s", 0.0) + time.time() - t_start
-                t_start = time.time()
-                checkpoint()
-    except KeyboardInterrupt:
-        timing["unet_s"] = timing.get("unet_s", 0.0) + time.time() - t_start
-        checkpoint()
-        bar.close()
-        raise InputError(f"Training stopped at step {step} of {cfg.unet_steps}; the state is saved. Continue with "
-                         f"the same command and --resume.") from None
-    bar.close()
-    timing["unet_s"] = timing.get("unet_s", 0.0) + time.time() - t_start
-    timing["unet_steps_this_run"] = step - s_start
-    checkpoint()
+    optimise(run, params, opt, gen, total=cfg.unet_steps, checkpoint_every=cfg.checkpoint_every, stage="unet",
+             desc="toy UNet + text", key=cfg.key(), lr_at=lambda s: scheduled_lr(s, cfg.lr, cfg.warmup, cfg.unet_steps),
+             loss_at=loss_at)
     if cfg.decoder_steps and not (state_dir / "decoder.done").is_file():
         t1 = time.time()
         _refine_decoder(cfg, vae, out, log)
@@ -433,4 +475,4 @@ def train_toy_model(out: str | Path, cfg: ToyConfig = ToyConfig(), resume: bool 
     return out
 
 
-__all__ = ["ToyConfig", "train_toy_model", "build_unet", "build_vae", "build_text_encoder", "MODEL_KIND"]
+__all__ = ["ToyConfig", "train_toy_model", "open_run", "scheduled_lr", "optimise", "Run", "build_unet", "build_vae", "build_text_encoder", "MODEL_KIND"]

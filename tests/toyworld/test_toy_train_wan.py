@@ -1,0 +1,105 @@
+"""Toy-world Wan training: a miniature run end to end (a Wan folder that load_wan loads and the
+library runs), its tokenizer, the caption embedding against the library's, resume and the refusals."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+import dmt.toyworld.train as train_mod
+from dmt.cli import main
+from dmt.errors import InputError
+from dmt.models.wan import load_wan
+from dmt.toyworld.card import WAN_MODEL_KIND, read_card
+from dmt.toyworld.train_wan import WanToyConfig, embed_captions, train_toy_wan
+
+MINI = WanToyConfig(vae_base=4, vae_mult=(1, 1, 1, 1), vae_steps=2, vae_batch=1, num_clips=3, heads=2, head_dim=12,
+                    layers=1, ffn=16, text_width=16, text_layers=1, steps=3, batch=2, checkpoint_every=2, warmup=2)
+
+
+@pytest.fixture(scope="module")
+def mini_wan(tmp_path_factory):
+    out = tmp_path_factory.mktemp("toywan") / "run"
+    train_toy_wan(out, MINI)
+    return out
+
+
+def test_writes_a_wan_folder_that_the_library_runs(mini_wan):
+    from dmt.toyworld import evaluate as ev
+
+    model = load_wan(mini_wan, "float32", "cpu")
+    assert type(model.transformer).__name__ == "WanTransformer3DModel"
+    assert type(model.vae).__name__ == "AutoencoderKLWan"
+    card = read_card(mini_wan)
+    assert card["kind"] == WAN_MODEL_KIND and card["training"]["transformer_steps"] == 3
+    assert ev.frames_of(model) == 9 and ev.is_wan(model)
+    # the latents are normalised per channel from the training clips
+    assert model.vae.config.latents_std != [1.0] * 16
+    g1 = ev.gate_base(model, samples=1, steps=2)
+    assert g1.figures["samples"] == 1
+    kw = ev.toy_transfer_kwargs("smm", guidance=False, model=model)
+    assert kw["amf"].guidance == "smm" and kw["amf"].iterations == 0 and kw["downsample_factor"] == 2
+
+
+def test_tokenizer_gives_one_token_per_toy_word(mini_wan):
+    from transformers import AutoTokenizer
+
+    from dmt.toyworld.tokenizer import WORDS
+
+    tok = AutoTokenizer.from_pretrained(str(mini_wan / "tokenizer"))
+    ids = tok("a red ball moving left quickly").input_ids
+    assert len(ids) == 7 and ids[-1] == tok.eos_token_id == 1 and tok.pad_token_id == 0
+    assert tok.convert_ids_to_tokens(tok("a dog").input_ids)[-2] == "<unk>"
+    assert all(len(tok(w, add_special_tokens=False).input_ids) == 1 for w in WORDS)
+
+
+def test_training_embeds_captions_as_the_library_encodes_prompts(mini_wan):
+    """The caption embedding of training (run on the batch's longest caption) equals the library's
+    Wan prompt encoding (padded to 512 tokens with the mask, zero after the last token)."""
+    from dmt.models.wan_ops import encode_prompt
+
+    model = load_wan(mini_wan, "float32", "cpu")
+    captions = ["a red ball moving left quickly", "a blue square"]
+    with torch.no_grad():
+        ours = embed_captions(model.text_encoder, model.tokenizer, captions, 512)
+    lib = encode_prompt(model, captions)
+    assert ours.shape == lib.shape == (2, 512, MINI.text_width)
+    torch.testing.assert_close(ours, lib, atol=1e-5, rtol=1e-5)
+
+
+def test_refusals_and_ctrl_c_resume(mini_wan, tmp_path, monkeypatch):
+    with pytest.raises(InputError, match="not empty.*--resume"):
+        train_toy_wan(mini_wan, MINI)
+    with pytest.raises(InputError, match="another configuration"):
+        train_toy_wan(mini_wan, dataclasses.replace(MINI, layers=2), resume=True)
+    with pytest.raises(InputError, match="4k \\+ 1 frames"):
+        train_toy_wan(tmp_path / "eight", dataclasses.replace(MINI, num_frames=8))
+    calls = {"n": 0}
+    real = train_mod._caption
+
+    def interrupting(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2 * MINI.batch + 1:  # during the third step
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    import dmt.toyworld.train_wan as wan_mod
+
+    monkeypatch.setattr(wan_mod, "_caption", interrupting)
+    out = tmp_path / "run"
+    with pytest.raises(InputError, match="stopped at step 2 .*--resume"):
+        train_toy_wan(out, MINI)
+    assert (out / ".train" / "state.safetensors").is_file() and not (out / "transformer").exists()
+    monkeypatch.setattr(wan_mod, "_caption", real)
+    train_toy_wan(out, MINI, resume=True)
+    log = json.loads((out / ".train" / "log.json").read_text())
+    assert [e["step"] for e in log if e["stage"] == "transformer"] == [1, 2, 3]
+
+
+def test_cli_refuses_zeroscope_options_with_kind_wan(tmp_path, capsys):
+    assert main(["toyworld", "train", "--kind", "wan", "--out", str(tmp_path / "run"), "--trail"]) == 2
+    assert "--trail applies to the toy ZeroScope only" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
