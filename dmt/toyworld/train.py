@@ -15,7 +15,7 @@ where it stopped with `--resume`:
    reversed "left" clip is a "right" clip with exact latents). AdamW with a linear warm-up and a
    linear decay over the last fifth. State in OUT/.train/state.safetensors every
    `checkpoint_every` steps and on Ctrl-C.
-4. The VAE decoder alone, refined on the posterior mean with the encoder frozen (so the latent
+4. The VAE decoder alone (`refine_decoder`), refined on the posterior mean with the encoder frozen (so the latent
    space the UNet learned is unchanged): sharper shapes, truer colours.
 The result is a diffusers folder (unet/, vae/, text_encoder/, tokenizer/, scheduler/,
 model_index.json) that `load_zeroscope` loads, plus toyworld.json (the model's own defaults and
@@ -308,32 +308,36 @@ def _train_vae(cfg: ToyConfig, out: Path, log: list) -> AutoencoderKL:
     return vae
 
 
-def _refine_decoder(cfg: ToyConfig, vae: AutoencoderKL, out: Path, log: list) -> None:
-    """Stage 4: train the VAE decoder alone on the posterior mean (the encoder, and so the latent
-    space the UNet learned, stays exactly as it was): sharper edges and truer colours."""
-    rng = np.random.default_rng(cfg.seed + 44)
+def refine_decoder(vae: torch.nn.Module, out: Path, log: list, *, steps: int, lr: float, seed: int,
+                   batch: Callable[[np.random.Generator], torch.Tensor],
+                   decode: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    """The last stage of both toy models: train the VAE decoder (and post_quant_conv) alone on the
+    posterior mean of `batch(rng)` (pixels in [-1, 1]), `decode(z)` giving the reconstruction; the
+    encoder, and so the latent space the denoiser learned, stays exactly as it was: sharper edges,
+    truer colours. Learning rate decays linearly from `lr`; the VAE is saved to OUT/vae."""
+    rng = np.random.default_rng(seed)
     vae.train()
     for p in vae.parameters():
         p.requires_grad_(False)
     params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
     for p in params:
         p.requires_grad_(True)
-    opt = torch.optim.AdamW(params, lr=cfg.vae_lr)
-    bar = _progress(cfg.decoder_steps, 0, "toy VAE decoder")
-    for step in range(cfg.decoder_steps):
-        x = _frame_batch(cfg, rng)
+    opt = torch.optim.AdamW(params, lr=lr)
+    bar = _progress(steps, 0, "toy VAE decoder")
+    for step in range(steps):
+        x = batch(rng)
         with torch.no_grad():
             z = vae.encode(x).latent_dist.mean
         for g in opt.param_groups:
-            g["lr"] = cfg.vae_lr * (1 - step / cfg.decoder_steps)
-        mse = F.mse_loss(vae.decode(z).sample, x)
+            g["lr"] = lr * (1 - step / steps)
+        mse = F.mse_loss(decode(z), x)
         opt.zero_grad(set_to_none=True)
         mse.backward()
         opt.step()
         psnr = 10 * math.log10(4.0 / max(mse.item(), 1e-10))
         bar.set_postfix(psnr=f"{psnr:.1f}dB")
         bar.update()
-        if step % 10 == 0 or step == cfg.decoder_steps - 1:
+        if step % 10 == 0 or step == steps - 1:
             log.append({"stage": "decoder", "step": step + 1, "mse": mse.item(), "psnr": psnr})
     bar.close()
     for p in vae.parameters():
@@ -464,7 +468,8 @@ def train_toy_model(out: str | Path, cfg: ToyConfig = ToyConfig(), resume: bool 
              loss_at=loss_at)
     if cfg.decoder_steps and not (state_dir / "decoder.done").is_file():
         t1 = time.time()
-        _refine_decoder(cfg, vae, out, log)
+        refine_decoder(vae, out, log, steps=cfg.decoder_steps, lr=cfg.vae_lr, seed=cfg.seed + 44,
+                       batch=lambda rng: _frame_batch(cfg, rng), decode=lambda z: vae.decode(z).sample)
         timing["decoder_s"] = time.time() - t1
         (state_dir / "decoder.done").write_text(str(cfg.decoder_steps))
         save_log()
@@ -475,4 +480,4 @@ def train_toy_model(out: str | Path, cfg: ToyConfig = ToyConfig(), resume: bool 
     return out
 
 
-__all__ = ["ToyConfig", "train_toy_model", "open_run", "scheduled_lr", "optimise", "Run", "build_unet", "build_vae", "build_text_encoder", "MODEL_KIND"]
+__all__ = ["ToyConfig", "train_toy_model", "open_run", "scheduled_lr", "optimise", "refine_decoder", "Run", "build_unet", "build_vae", "build_text_encoder", "MODEL_KIND"]

@@ -3,8 +3,9 @@
 
 Stages, each kept on disk so `--resume` goes on where a run stopped (Ctrl-C saves):
 1. VAE (AutoencoderKLWan: causal 3D convolutions, 8x in space, the first frame then each 4 frames
-   into one latent frame) on whole vocabulary clips of `num_frames` = 4k + 1 frames: MSE + a
-   small KL term; then `latents_mean` / `latents_std` are set per channel from the posterior
+   into one latent frame) on whole vocabulary clips of `num_frames` = 4k + 1 frames, as an
+   autoencoder of the posterior mean (the library only ever encodes to the mean) with the decoder's
+   output taken before its clamp: MSE + a small KL term; then `latents_mean` / `latents_std` are set per channel from the posterior
    means, so normalised latents (what the transformer sees, dmt.models.wan_ops) have unit spread.
    Written to OUT/vae/.
 2. Normalised latents of `num_clips` vocabulary clips and of each clip played backwards (the VAE
@@ -15,6 +16,8 @@ Stages, each kept on disk so `--resume` goes on where a run stopped (Ctrl-C save
    a uniform step k, x_t = (1 − σ)·x0 + σ·ε, target ε − x0), prompts embedded as WanPipeline
    embeds them (UMT5 with the attention mask, zero after the last token, `text_length` tokens).
    AdamW with warm-up and a final linear decay; state in OUT/.train/state.safetensors.
+4. The VAE decoder alone, refined on the posterior mean (encoder frozen: the latent space the
+   transformer learned is unchanged), as the toy ZeroScope's last stage.
 The result is a diffusers folder of the hub repo's layout (transformer/, vae/, text_encoder/,
 tokenizer/, scheduler/, model_index.json) that `load_wan` loads, plus toyworld.json.
 """
@@ -44,7 +47,7 @@ from ..models.interface import WanOps
 from ..models.random_wan import WAN_MODEL_INDEX, WAN_SCHEDULER_CONFIG
 from .card import WAN_DEFAULTS, WAN_MODEL_KIND, write_card
 from .tokenizer import save_word_t5_tokenizer
-from .train import _caption, _progress, open_run, optimise, scheduled_lr
+from .train import _caption, _progress, open_run, optimise, refine_decoder, scheduled_lr
 from .world import random_vocabulary_clip, reversed_clip
 
 
@@ -60,10 +63,12 @@ class WanToyConfig:
     vae_base: int = 16
     vae_mult: tuple[int, ...] = (1, 2, 2, 2)
     z_dim: int = 16
-    vae_steps: int = 500
+    #: AutoencoderKLWan learns these clips slowly (measured: about 3x the steps of the toy
+    #: ZeroScope's AutoencoderKL for the same PSNR), so many small steps
+    vae_steps: int = 1200
     #: clips per VAE step
-    vae_batch: int = 4
-    vae_lr: float = 1e-3
+    vae_batch: int = 2
+    vae_lr: float = 2e-3
     kl_weight: float = 1e-6
     num_clips: int = 2048
     heads: int = 4
@@ -79,6 +84,9 @@ class WanToyConfig:
     caption_dropout: float = 0.1
     motion_word_dropout: float = 0.15
     checkpoint_every: int = 200
+    #: last stage: the VAE decoder refined alone on the posterior mean (encoder frozen, so the
+    #: transformer's latent space is unchanged), as the toy ZeroScope's
+    decoder_steps: int = 600
     #: the scheduler's flow shift (Wan2.1 at 480p: 3.0), used in training and sampling alike
     flow_shift: float = 3.0
     #: prompt length in tokens, as WanPipeline pads it (the library's Wan prompt encoding: 512)
@@ -86,7 +94,7 @@ class WanToyConfig:
 
     def key(self) -> str:
         d = dataclasses.asdict(self)
-        for later in ("steps", "checkpoint_every"):
+        for later in ("steps", "checkpoint_every", "decoder_steps"):
             d.pop(later)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -118,6 +126,19 @@ def _clips(cfg: WanToyConfig, rng: np.random.Generator, n: int) -> torch.Tensor:
     return torch.stack(frames).permute(0, 4, 1, 2, 3) * 2 - 1
 
 
+def decode_unclamped(vae: AutoencoderKLWan, z: torch.Tensor) -> torch.Tensor:
+    """The decoder's output before AutoencoderKLWan.decode clamps it to [-1, 1] (B, 3, F, H, W):
+    the decoder's outputs per latent frame, read with a forward hook and joined in time. Training
+    through the clamp would stop every pixel that overshoots (at init, most of the dark background)."""
+    chunks: list[torch.Tensor] = []
+    hook = vae.decoder.register_forward_hook(lambda module, args, out: chunks.append(out))
+    try:
+        vae.decode(z)
+    finally:
+        hook.remove()
+    return torch.cat(chunks, dim=2)
+
+
 def _train_vae(cfg: WanToyConfig, out: Path, log: list) -> AutoencoderKLWan:
     torch.manual_seed(cfg.seed)
     vae = build_wan_vae(cfg).train()
@@ -129,7 +150,7 @@ def _train_vae(cfg: WanToyConfig, out: Path, log: list) -> AutoencoderKLWan:
         for g in opt.param_groups:
             g["lr"] = scheduled_lr(step, cfg.vae_lr, 20, cfg.vae_steps)
         post = vae.encode(x).latent_dist
-        mse = F.mse_loss(vae.decode(post.sample()).sample, x)
+        mse = F.mse_loss(decode_unclamped(vae, post.mode()), x)
         loss = mse + cfg.kl_weight * post.kl().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -240,6 +261,13 @@ def train_toy_wan(out: str | Path, cfg: WanToyConfig = WanToyConfig(), resume: b
     optimise(run, params, opt, gen, total=cfg.steps, checkpoint_every=cfg.checkpoint_every, stage="transformer",
              desc="toy Wan transformer + text", key=cfg.key(),
              lr_at=lambda s: scheduled_lr(s, cfg.lr, cfg.warmup, cfg.steps), loss_at=loss_at)
+    if cfg.decoder_steps and not (state_dir / "decoder.done").is_file():
+        t1 = time.time()
+        refine_decoder(vae, out, log, steps=cfg.decoder_steps, lr=cfg.vae_lr, seed=cfg.seed + 44,
+                       batch=lambda rng: _clips(cfg, rng, cfg.vae_batch), decode=lambda z: decode_unclamped(vae, z))
+        timing["decoder_s"] = time.time() - t1
+        (state_dir / "decoder.done").write_text(str(cfg.decoder_steps))
+        run.save_log()
     transformer.eval().save_pretrained(str(out / "transformer"))
     text.eval().save_pretrained(str(out / "text_encoder"))
     scheduler.save_pretrained(str(out / "scheduler"))

@@ -17,7 +17,8 @@ from dmt.toyworld.card import WAN_MODEL_KIND, read_card
 from dmt.toyworld.train_wan import WanToyConfig, embed_captions, train_toy_wan
 
 MINI = WanToyConfig(vae_base=4, vae_mult=(1, 1, 1, 1), vae_steps=2, vae_batch=1, num_clips=3, heads=2, head_dim=12,
-                    layers=1, ffn=16, text_width=16, text_layers=1, steps=3, batch=2, checkpoint_every=2, warmup=2)
+                    layers=1, ffn=16, text_width=16, text_layers=1, steps=3, batch=2, checkpoint_every=2, warmup=2,
+                    decoder_steps=2)
 
 
 @pytest.fixture(scope="module")
