@@ -46,3 +46,26 @@ def moving_square_clip(num_frames: int = FRAMES, size: int = SIZE, seed: int = 0
         f[o : o + size // 4, o : o + size // 4] = tex
         frames.append(f)
     return torch.stack(frames)
+
+
+def not_met_by(model: str, card: str, measured: str, run: bool = True):
+    """A quality gate `model` does not meet yet: an expected failure that reports (strict: it turns
+    red the day it passes, so the marker is removed then). run=False for the slow ones, whose
+    figures come from `python -m dmt toyworld eval` (bench/README.md)."""
+    import pytest
+
+    return pytest.mark.xfail(strict=True, run=run, reason=f"not met by {model}: {measured} "
+                             f"(bench/README.md; what was tried: {card})")
+
+
+def gate_report(result) -> str:
+    """A gate result's figures as text; also appended to $DMT_QUALITY_JSON when set (to collect a
+    run's table)."""
+    import json
+    import os
+
+    path = os.environ.get("DMT_QUALITY_JSON")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"gate": result.name, "figures": result.figures}, default=float) + "\n")
+    return f"{result.name}: {result.figures}"

@@ -28,7 +28,8 @@ def add_toyworld_command(sub: argparse._SubParsersAction) -> None:
     tsub = p.add_subparsers(dest="toy_command", required=True)
     t = tsub.add_parser("train", formatter_class=HelpFormatter, help="train the toy model from scratch (resumable)",
                         description="Trains the VAE, then the UNet and text encoder, and writes a diffusers folder "
-                        "that load_zeroscope loads, with toyworld.json (defaults and training record). Ctrl-C "
+                        "that load_zeroscope loads (with --kind wan: the transformer and UMT5, a Wan folder that "
+                        "load_wan loads), with toyworld.json (defaults and training record). Ctrl-C "
                         "saves a resumable state; run the same command with --resume to continue. Hours on a "
                         "CPU, minutes on a GPU.")
     t.add_argument("--out", required=True, help="output folder (new or empty; with --resume, the run to continue)")
@@ -64,7 +65,8 @@ def add_toyworld_command(sub: argparse._SubParsersAction) -> None:
                         description="Runs the five gates on a toy-world model and prints the table (the thresholds "
                         "are those of tests/quality). The full table takes about an hour on a 2-core CPU; --quick "
                         "runs the CI subset.")
-    e.add_argument("--model", default=None, help="toy-world model folder (default: the bundled model)")
+    e.add_argument("--model", default=None, help="toy-world model folder (default: the bundled toy ZeroScope; "
+                   "on a toy Wan from `train --kind wan`, G2 runs attention motion flow and SMM and G4 is not run)")
     e.add_argument("--quick", action="store_true", help="only what CI runs (fast preset, the circle alone in LoRA, one fuse)")
     e.add_argument("--gates", default="G1,G2,G3,G4,G5", help="comma-separated gates to run")
     e.add_argument("--json", default=None, help="also write the figures as JSON to this file")
@@ -75,8 +77,9 @@ def add_toyworld_command(sub: argparse._SubParsersAction) -> None:
                         "clips, with the true caption and with one word swapped (colour, speed, direction): a "
                         "word the model uses raises the error when swapped, one it ignores leaves it unchanged. "
                         "Seconds on a CPU.")
-    w.add_argument("--model", default=None, help="toy-world model folder (default: the bundled model)")
-    w.add_argument("--timestep", type=int, default=999, help="training timestep to measure at (0-999)")
+    w.add_argument("--model", default=None, help="toy-world model folder (default: the bundled toy ZeroScope)")
+    w.add_argument("--timestep", type=int, default=999, help="training timestep to measure at (0-999; on a toy Wan "
+                   "its flow step k, sigma = shift((k + 1) / 1000), 999 being pure noise)")
     w.add_argument("--clips", type=int, default=32, help="number of vocabulary clips")
     w.set_defaults(func=run_words)
 

@@ -11,11 +11,10 @@ the whole table. Gates the bundled model does not meet yet are strict expected f
 
 from __future__ import annotations
 
-import json
-import os
-
 import pytest
 import torch
+from helpers import gate_report as _report
+from helpers import not_met_by
 
 from dmt import load_zeroscope
 from dmt.toyworld import evaluate as ev
@@ -25,11 +24,8 @@ TH = ev.THRESHOLDS
 
 
 def not_met(measured: str, run: bool = True):
-    """A gate the bundled toy model does not meet yet: an expected failure that reports (strict: it
-    turns red the day it passes, so the marker is removed then). run=False for the slow ones, whose
-    figures come from `python -m dmt toyworld eval` (bench/README.md)."""
-    return pytest.mark.xfail(strict=True, run=run, reason=f"not met by the bundled toy model: {measured} "
-                             "(bench/README.md; what was tried: dmt/toyworld/model/README.md)")
+    """A gate the bundled toy model does not meet yet (see helpers.not_met_by)."""
+    return not_met_by("the bundled toy model", "dmt/toyworld/model/README.md", measured, run)
 
 
 @pytest.fixture(scope="module")
@@ -39,15 +35,6 @@ def toy():
     torch.set_num_threads(1)  # a 64x64 model only loses time to more threads on a busy machine
     yield load_zeroscope(BUNDLED_MODEL, "float32", "cpu")
     torch.set_num_threads(threads)
-
-
-def _report(result) -> str:
-    """The figures as text; also appended to $DMT_QUALITY_JSON when set (to collect a run's table)."""
-    path = os.environ.get("DMT_QUALITY_JSON")
-    if path:
-        with open(path, "a") as f:
-            f.write(json.dumps({"gate": result.name, "figures": result.figures}, default=float) + "\n")
-    return f"{result.name}: {result.figures}"
 
 
 @pytest.fixture(scope="module")
