@@ -94,7 +94,7 @@ def _wan_probe(model, step: int) -> _Probe:
     ops = model_ops(model)
     k = torch.tensor([step])
     sigma = float(ops.sigmas(model, k)[0])
-    t_model = torch.tensor([sigma * ops._num_train(model)])
+    t_model = torch.tensor([sigma * model.scheduler.config.num_train_timesteps])
 
     def x0(x_t: torch.Tensor, caption: str) -> torch.Tensor:
         return x_t - sigma * ops.predict(model, x_t, t_model, ops.encode_text(model, caption))

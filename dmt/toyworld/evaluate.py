@@ -52,7 +52,7 @@ class GateResult:
 
 def defaults_of(model) -> dict:
     """The run defaults of a toy model (its card's; the toy ZeroScope's for a model without one)."""
-    return {**DEFAULTS, **model_defaults(model.name)} if model_defaults(model.name) else dict(DEFAULTS)
+    return {**DEFAULTS, **model_defaults(model.name)}
 
 
 def is_wan(model) -> bool:
