@@ -12,6 +12,7 @@ from comfy_api.latest import io
 
 from .. import dmt
 from ..dmt.models.wan import WAN_LICENCE, wan_missing_files, download_wan
+from ..dmt.toyworld.card import BUNDLED_WAN_MODEL, WAN_TOY_ENTRY
 
 from . import model_management
 from .comfy_glue import CATEGORY, DMTModel, find_chosen_folder, find_model_folder, list_model_folders
@@ -29,7 +30,7 @@ class DMTLoadWan(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
         folders = list_model_folders("wan")
-        options = folders + [WAN_DOWNLOAD_ENTRY]
+        options = folders + [WAN_DOWNLOAD_ENTRY, WAN_TOY_ENTRY]
         return io.Schema(
             node_id="DMTLoadWan",
             display_name="Load Wan (DMT)",
@@ -41,7 +42,8 @@ class DMTLoadWan(io.ComfyNode):
                 f"{WAN_FOLDER} the first time. The DMT nodes run Wan's own stages with it: flow-matching inversion, "
                 f"attention-motion-flow or SMM guidance (the sampler's 'guidance'), 4k+1 frames, sizes in multiples "
                 f"of 16; Train Motion / Apply Motion / Text to Video also take it. Wan's weights are licensed "
-                f"{WAN_LICENCE}."
+                f"{WAN_LICENCE}. The 'dmt-toyworld-wan' entry is the pack's own tiny toy Wan (64x64, 9 frames, "
+                f"coloured shapes; bundled, offline) for trying the nodes on a CPU."
             ),
             inputs=[
                 io.Combo.Input(
@@ -49,7 +51,8 @@ class DMTLoadWan(io.ComfyNode):
                     default=WAN_FOLDER if WAN_FOLDER in folders else WAN_DOWNLOAD_ENTRY,
                     tooltip=("A Wan2.1-T2V diffusers folder (transformer/, vae/, text_encoder/, tokenizer/, "
                              "scheduler/) under models/diffusers/, or the download entry, which fills models/diffusers/"
-                             f"{WAN_FOLDER} from the Hugging Face hub when it is missing or incomplete. The image-to-"
+                             f"{WAN_FOLDER} from the Hugging Face hub when it is missing or incomplete, or the bundled "
+                             "toy Wan (offline; only knows coloured balls, squares and triangles). The image-to-"
                              "video, 14B and VACE variants are refused with what they are."),
                 ),
                 io.Combo.Input(
@@ -68,7 +71,9 @@ class DMTLoadWan(io.ComfyNode):
 
     @classmethod
     def execute(cls, model_name: str, dtype: str, device: str) -> io.NodeOutput:
-        if model_name == WAN_DOWNLOAD_ENTRY:
+        if model_name == WAN_TOY_ENTRY:
+            folder = BUNDLED_WAN_MODEL
+        elif model_name == WAN_DOWNLOAD_ENTRY:
             folder = find_model_folder(WAN_FOLDER) or _download_folder()
             if wan_missing_files(folder):
                 download_wan(dmt.DEFAULT_WAN_MODEL, folder)

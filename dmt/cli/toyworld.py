@@ -65,8 +65,8 @@ def add_toyworld_command(sub: argparse._SubParsersAction) -> None:
                         description="Runs the five gates on a toy-world model and prints the table (the thresholds "
                         "are those of tests/quality). The full table takes about an hour on a 2-core CPU; --quick "
                         "runs the CI subset.")
-    e.add_argument("--model", default=None, help="toy-world model folder (default: the bundled toy ZeroScope; "
-                   "on a toy Wan from `train --kind wan`, G2 runs attention motion flow and SMM and G4 is not run)")
+    e.add_argument("--model", default=None, help="toy-world model folder, or 'wan' for the bundled toy Wan (default: "
+                   "the bundled toy ZeroScope); on a toy Wan, G2 runs attention motion flow and SMM and G4 is not run")
     e.add_argument("--quick", action="store_true", help="only what CI runs (fast preset, the circle alone in LoRA, one fuse)")
     e.add_argument("--gates", default="G1,G2,G3,G4,G5", help="comma-separated gates to run")
     e.add_argument("--json", default=None, help="also write the figures as JSON to this file")
@@ -77,7 +77,8 @@ def add_toyworld_command(sub: argparse._SubParsersAction) -> None:
                         "clips, with the true caption and with one word swapped (colour, speed, direction): a "
                         "word the model uses raises the error when swapped, one it ignores leaves it unchanged. "
                         "Seconds on a CPU.")
-    w.add_argument("--model", default=None, help="toy-world model folder (default: the bundled toy ZeroScope)")
+    w.add_argument("--model", default=None, help="toy-world model folder, or 'wan' for the bundled toy Wan "
+                   "(default: the bundled toy ZeroScope)")
     w.add_argument("--timestep", type=int, default=999, help="training timestep to measure at (0-999; on a toy Wan "
                    "its flow step k, sigma = shift((k + 1) / 1000), 999 being pure noise)")
     w.add_argument("--clips", type=int, default=32, help="number of vocabulary clips")
@@ -150,13 +151,14 @@ def run_train(args: argparse.Namespace) -> int:
 def _load_toy(name: str | None):
     from ..models.wan import load_wan
     from ..models.zeroscope import load_zeroscope
-    from ..toyworld.card import BUNDLED_MODEL, WAN_MODEL_KIND, read_card
+    from ..toyworld.card import BUNDLED_MODEL, BUNDLED_WAN_MODEL, WAN_MODEL_KIND, read_card
 
-    folder = Path(name) if name else BUNDLED_MODEL
+    folder = {None: BUNDLED_MODEL, "": BUNDLED_MODEL, "zeroscope": BUNDLED_MODEL, "wan": BUNDLED_WAN_MODEL}.get(name)
+    folder = folder or Path(name)
     card = read_card(folder)
     if card is None:
         raise InputError(f"'{folder}' is not a toy-world model (no toyworld.json of kind toy-world). Give a folder "
-                         f"written by `toyworld train`, or leave --model out for the bundled one.")
+                         f"written by `toyworld train`, or leave --model out for the bundled toy ZeroScope ('wan': the bundled toy Wan).")
     if card["kind"] == WAN_MODEL_KIND:
         return load_wan(folder, "float32", "cpu")
     return load_zeroscope(folder, "float32", "cpu")

@@ -15,8 +15,12 @@ KINDS = (MODEL_KIND, WAN_MODEL_KIND)
 #: the trained toy model shipped with the package (a diffusers folder)
 BUNDLED_MODEL = Path(__file__).resolve().parent / "model"
 CARD_FILE = "toyworld.json"
+#: the trained toy Wan shipped with the package (a Wan 2.1 diffusers folder, weights stored in float16)
+BUNDLED_WAN_MODEL = Path(__file__).resolve().parent / "wan_model"
 #: how ComfyUI's model list names the bundled toy model (the entry resolves to BUNDLED_MODEL)
 TOY_ENTRY = "dmt-toyworld (bundled offline demo model, 64x64)"
+#: how the Load Wan node's list names the bundled toy Wan
+WAN_TOY_ENTRY = "dmt-toyworld-wan (bundled offline toy Wan, 64x64, 9 frames)"
 
 #: the toy model's own run defaults: its size and frames, an empty negative prompt (the
 #: unconditional caption it was trained with), a low-frequency factor that keeps the object's

@@ -156,6 +156,11 @@ def wan_report(report: dict, calls: dict, stop_at: dict, mm) -> dict:
         report["rerun_equal"] = bool(torch.equal(again[0], clean[0]) and torch.equal(again[1]["samples"], clean[1]["samples"])
                                      and torch.equal(again[2].delta, clean[2].delta))
         report["state_ok_end"] = state(model) == before
+        # the bundled toy Wan entry: loads offline from the package and makes 9 frames of 64x64
+        from comfyui_dmt.dmt.toyworld.card import WAN_TOY_ENTRY
+
+        toy = W.DMTLoadWan.execute(WAN_TOY_ENTRY, "float32", "cpu").args[0]
+        report["toy_wan"] = [type(toy.transformer).__name__, list(toy.latent_shape(9, 64, 64))]
     return report
 
 

@@ -59,3 +59,4 @@ def test_cancel_leaves_a_shared_wan_as_loaded(comfy_dir, tmp_path):
         assert r[f"state_ok_after_stop_{stop}"], stop
     assert r["inversion_interrupt"] == "interrupted" and r["state_ok_after_inversion_stop"]
     assert r["rerun_equal"] and r["state_ok_end"]
+    assert r["toy_wan"] == ["WanTransformer3DModel", [1, 16, 3, 8, 8]]

@@ -58,6 +58,9 @@ def test_wheel_holds_only_the_library_with_licence(wheel):
     for sub in ("models", "transfer", "metrics", "io", "cli"):
         assert f"dmt/{sub}/__init__.py" in names, sub
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), names
+    for weights in ("model/unet/diffusion_pytorch_model.safetensors",  # the bundled toy models
+                    "wan_model/transformer/diffusion_pytorch_model.safetensors", "wan_model/README.md"):
+        assert f"dmt/toyworld/{weights}" in names, weights
     assert "License-Expression: MIT" in meta
     assert "dmt-motion = dmt.cli:main" in entry
 

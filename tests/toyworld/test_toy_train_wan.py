@@ -13,7 +13,7 @@ import dmt.toyworld.train as train_mod
 from dmt.cli import main
 from dmt.errors import InputError
 from dmt.models.wan import load_wan
-from dmt.toyworld.card import WAN_MODEL_KIND, read_card
+from dmt.toyworld.card import BUNDLED_WAN_MODEL, WAN_MODEL_KIND, read_card
 from dmt.toyworld.train_wan import WanToyConfig, embed_captions, train_toy_wan
 
 MINI = WanToyConfig(vae_base=4, vae_mult=(1, 1, 1, 1), vae_steps=2, vae_batch=1, num_clips=3, heads=2, head_dim=12,
@@ -104,3 +104,30 @@ def test_cli_refuses_zeroscope_options_with_kind_wan(tmp_path, capsys):
     assert main(["toyworld", "train", "--kind", "wan", "--out", str(tmp_path / "run"), "--trail"]) == 2
     assert "--trail applies to the toy ZeroScope only" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_vae_clips_mix_wander_motions_at_the_configured_share(monkeypatch):
+    """With `vae_wander` the VAE (and the decoder refinement) see that share of wander clips (none in
+    the bundled recipe); without, vocabulary clips only, drawn as before the option."""
+    import numpy as np
+
+    from dmt.toyworld import train_wan
+
+    calls = []
+    real = train_wan.random_wander_clip
+    monkeypatch.setattr(train_wan, "random_wander_clip", lambda *a, **k: calls.append(1) or real(*a, **k))
+    x = train_wan._clips(MINI, np.random.default_rng(0), 40, wander=0.5)
+    assert x.shape == (40, 3, MINI.num_frames, MINI.size, MINI.size) and -1 <= x.min() and x.max() <= 1
+    assert 10 <= len(calls) <= 30, len(calls)
+    calls.clear()
+    train_wan._clips(MINI, np.random.default_rng(0), 40)
+    assert not calls
+
+
+def test_the_recipe_is_the_bundled_toy_wans():
+    """`toyworld train --kind wan` with its defaults retrains the committed toy Wan: every setting
+    of the run recorded in its card is the recipe's (vae_wander came later: none then)."""
+    recipe = json.loads(json.dumps(dataclasses.asdict(WanToyConfig())))  # tuples as lists, as in the card
+    ran = read_card(BUNDLED_WAN_MODEL)["config"]
+    assert {k: recipe[k] for k in ran} == ran
+    assert set(recipe) - set(ran) == {"vae_wander"} and recipe["vae_wander"] == 0
