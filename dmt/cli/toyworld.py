@@ -153,8 +153,7 @@ def _load_toy(name: str | None):
     from ..models.zeroscope import load_zeroscope
     from ..toyworld.card import BUNDLED_MODEL, BUNDLED_WAN_MODEL, WAN_MODEL_KIND, read_card
 
-    folder = {None: BUNDLED_MODEL, "": BUNDLED_MODEL, "zeroscope": BUNDLED_MODEL, "wan": BUNDLED_WAN_MODEL}.get(name)
-    folder = folder or Path(name)
+    folder = BUNDLED_WAN_MODEL if name == "wan" else Path(name) if name else BUNDLED_MODEL
     card = read_card(folder)
     if card is None:
         raise InputError(f"'{folder}' is not a toy-world model (no toyworld.json of kind toy-world). Give a folder "

@@ -57,7 +57,7 @@ def test_g1_toy_wan_gives_the_prompted_colour(g1):
 def test_the_toy_wan_reads_the_direction_word(toy_wan):
     """`toyworld words` at the noisiest step: swapping the direction word (left↔right, up↔down)
     raises the x0 error as swapping the colour does. The same probe on the toy ZeroScope gives
-    0.0000 (its direction words unbound), so this fails on a model that ignores them."""
+    −0.0001 (its direction words unbound), so this fails on a model that ignores them."""
     gaps = caption_word_gaps(toy_wan, timestep=999, clips=8)
     assert gaps["direction"] > 0.02 and gaps["colour"] > 0.02, gaps
 
