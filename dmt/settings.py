@@ -236,10 +236,11 @@ TRANSFER: dict[str, Setting] = _table(
     Setting("gradient_checkpointing", bool, False, "recompute activations in the backward pass (less memory, slower)"),
     Setting("low_memory", bool, False, "gradient checkpointing + text encoder and VAE on the CPU while idle (same "
             "result, slower)"),
-    Setting("context_length", int, 24, "frames per context window (ZeroScope was trained on 24)", min=2, max=64,
+    Setting("context_length", int, 24, "frames per context window (ZeroScope was trained on 24, Wan 2.1 on 81)",
+            min=2, max=81,
             special=((0, "no windows"),), label="context length"),
     Setting("context_overlap", int, 8, "frames shared by neighbouring windows (less than the context length)",
-            min=0, max=63, label="context overlap"),
+            min=0, max=80, label="context overlap"),
     Setting("context_fuse", str, "pyramid", "how overlapping windows are blended: pyramid (weights fall off toward "
             "a window's edges) or flat", choices=("pyramid", "flat"), label="context fuse"),
 )

@@ -29,17 +29,20 @@ class DMTContextOptions(io.ComfyNode):
             display_name="Context Options (DMT)",
             category=CATEGORY,
             description=(
-                "Long videos: runs every ZeroScope call of the motion transfer (inversion, targets, guided "
+                "Long videos: runs every model call of the motion transfer (inversion, targets, guided "
                 "steps, denoising) on overlapping windows of frames and blends them, so GPU memory is bounded "
                 "by the window instead of the video. A video of at most 'context_length' frames is one window: "
-                "exactly the normal transfer. Connect the output to 'DDIM Invert Video (DMT)' (and optionally "
+                "exactly the normal transfer. On Wan the windows act on latent frames (4 video frames each "
+                "after the first). Connect the output to 'DDIM Invert Video (DMT)' (and optionally "
                 "to 'Extract SMM Targets' and the sampler)."
             ),
             inputs=[
                 # no "0 = off" here: leaving the context input unconnected is off
                 io.Int.Input("context_length", **widget_range(S["context_length"], with_special=False),
                              tooltip=(f"Frames per window ({MIN_CONTEXT_LENGTH}-{MAX_CONTEXT_LENGTH}). ZeroScope was "
-                                      "trained on 24-frame clips: 24 is the natural choice. Memory grows with it.")),
+                                      "trained on 24-frame clips: 24 is the natural choice; Wan on 81 (on Wan a "
+                                      "window of L frames is (L - 1) // 4 + 1 latent frames, at least 5 frames). "
+                                      "Memory grows with it.")),
                 io.Int.Input("context_overlap", **widget_range(S["context_overlap"]),
                              tooltip=("Frames shared by neighbouring windows (must be less than context_length). "
                                       "More overlap = smoother seams, more windows, slower.")),

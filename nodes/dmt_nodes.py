@@ -51,12 +51,6 @@ def _is_wan(model) -> bool:
     return getattr(model, "kind", "zeroscope") == "wan"
 
 
-def _no_context_on_wan(node: str, context) -> None:
-    if context is not None:
-        raise dmt.InputError(f"'{node}': temporal context windows are ZeroScope's only for now; disconnect "
-                             f"'context' when the model is Wan (Wan takes up to 81 frames in one pass).")
-
-
 def _wan_frame_count(node: str, images, frame_count: int, start_frame: int, frame_stride: int) -> tuple[int, list[str]]:
     """The frame count to use on Wan (4k + 1) and notes: 0 ('all') takes the largest 4k + 1 the
     video gives (noted); an explicit count Wan cannot take is refused naming the nearest ones."""
@@ -221,8 +215,8 @@ class DMTInvertVideo(io.ComfyNode):
     @classmethod
     def _execute_wan(cls, model, title: str, images, source_prompt: str, width: int, height: int, frame_count: int,
                      start_frame: int, frame_stride: int, sampling_steps: int, context) -> io.NodeOutput:
-        """Wan: Euler flow inversion along the sampling steps (inversion_steps is ZeroScope's)."""
-        _no_context_on_wan(title, context)
+        """Wan: Euler flow inversion along the sampling steps (inversion_steps is ZeroScope's), in
+        the context windows when connected (video frames, acting on latent frames)."""
         try:
             dmt.check_wan_size(width, height, model.patch_size)
         except dmt.InputError as exc:
@@ -235,8 +229,8 @@ class DMTInvertVideo(io.ComfyNode):
         with run_scope(model, ("unet", "vae")) as low_memory, applied_motions(model), \
                 prompt_embeddings(model, embeddings):
             with model_management.vae_on_device(model, low_memory):
-                inversion = dmt.invert_wan_video(model, frames, source_prompt, sampling_steps, on_step=progress,
-                                                 check_interrupt=check_interrupt)
+                inversion = dmt.invert_wan_video(model, frames, source_prompt, sampling_steps, context=context,
+                                                 on_step=progress, check_interrupt=check_interrupt)
         return io.NodeOutput(inversion, ui=_ui_text(notes))
 
 
@@ -293,7 +287,6 @@ class DMTExtractTargets(io.ComfyNode):
                      sampling_steps: int, context) -> io.NodeOutput:
         """Wan: both attention-flow and SMM targets (the sampler's 'guidance' picks one); the first
         (1 - guidance_min) of the steps are guided (0.8: DiTFlow's 20 %)."""
-        _no_context_on_wan(title, context)
         if guidance_max != 1.0:
             raise dmt.InputError(f"'guidance_max' in '{title}' is {guidance_max:g}; on Wan sampling always starts from "
                                  f"noise, so set it to 1.0 (and 'guidance_min' to 0.8 to guide the first 20 % of the "
@@ -308,8 +301,9 @@ class DMTExtractTargets(io.ComfyNode):
         prompts = [inversion.source_prompt] if isinstance(inversion, dmt.FlowInversion) else []
         embeddings = _encode_wan_prompts(model, prompts)
         with run_scope(model, ("unet",)), applied_motions(model), prompt_embeddings(model, embeddings):
+            given = {} if context is None else {"context": context}  # unconnected: follow the inversion
             targets = dmt.extract_wan_targets(model, inversion, settings, on_step=Progress(1),
-                                              check_interrupt=check_interrupt)
+                                              check_interrupt=check_interrupt, **given)
         return io.NodeOutput(targets)
 
 
@@ -478,7 +472,6 @@ class DMTGuidedSampler(io.ComfyNode):
                      optimization_steps: int, lr_start: float, lr_end: float, restart_sampling: bool, loss: str,
                      gradient_checkpointing: bool, context, guidance: str, optimise: str = "latent") -> io.NodeOutput:
         """Wan: Euler sampling with attention-flow or SMM guidance (dmt.wan_guided_sample), then decode."""
-        _no_context_on_wan(title, context)
         if not isinstance(targets, dmt.WanTargets):
             raise dmt.InversionMismatchError(f"'{title}' got ZeroScope targets but a Wan model; extract the targets "
                                              f"with the Wan model ('{node_title(DMTExtractTargets)}').")
@@ -506,8 +499,9 @@ class DMTGuidedSampler(io.ComfyNode):
                 prompt_embeddings(model, embeddings):
             if low_memory:  # ComfyUI's --lowvram/--novram: the checkpointed guided step (same result)
                 settings = dataclasses.replace(settings, gradient_checkpointing=True)
+            given = {} if context is None else {"context": context}  # unconnected: follow the targets
             result = dmt.wan_guided_sample(model, targets, samples, target_prompt, negative_prompt, settings,
-                                           on_step=progress, check_interrupt=check_interrupt)
+                                           on_step=progress, check_interrupt=check_interrupt, **given)
             with model_management.vae_on_device(model, low_memory):
                 frames = dmt.decode_wan_latents(model, result.latents, on_step=progress,
                                                 check_interrupt=check_interrupt)

@@ -66,7 +66,7 @@ def add_toyworld_command(sub: argparse._SubParsersAction) -> None:
                         "are those of tests/quality). The full table takes about an hour on a 2-core CPU; --quick "
                         "runs the CI subset.")
     e.add_argument("--model", default=None, help="toy-world model folder, or 'wan' for the bundled toy Wan (default: "
-                   "the bundled toy ZeroScope); on a toy Wan, G2 runs attention motion flow and SMM and G4 is not run")
+                   "the bundled toy ZeroScope); on a toy Wan, G2 runs attention motion flow and SMM")
     e.add_argument("--quick", action="store_true", help="only what CI runs (fast preset, the circle alone in LoRA, one fuse)")
     e.add_argument("--gates", default="G1,G2,G3,G4,G5", help="comma-separated gates to run")
     e.add_argument("--json", default=None, help="also write the figures as JSON to this file")
@@ -212,9 +212,7 @@ def run_eval(args: argparse.Namespace) -> int:
                 second_motion=not args.quick)
             if not args.quick:
                 run("G3", ev.gate_customize, modes=("lora",), second_motion=False, random_motion=True)
-        if "G4" in gates and ev.is_wan(model):
-            print("  G4 long video: not run on Wan (context windows are ZeroScope's only for now)", flush=True)
-        elif "G4" in gates:
+        if "G4" in gates:
             run("G4", ev.gate_long_video, fuses=("pyramid",) if args.quick else ("pyramid", "flat"))
             if not args.quick:
                 run("G4", ev.gate_long_video, fuses=("pyramid",), guidance=False)

@@ -81,9 +81,14 @@ def add_transfer_command(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
         "Every UNet call (inversion, targets, guided steps, denoising) runs on overlapping windows of "
         "--context-length frames whose results are fused, so memory is bounded by the window, not the video. "
         "Rule: a video of at most --context-length frames is one window, i.e. exactly the plain one-pass "
-        "transfer; windows are used only when the video is longer. --context-length 0 turns windows off.",
+        "transfer; windows are used only when the video is longer. --context-length 0 turns windows off. "
+        "On Wan the same options (in video frames) act on its latent frames, 4 video frames each after the "
+        "first (length L frames: (L - 1) // 4 + 1 latent frames); there windows are off unless "
+        "--context-length is given (Wan was trained on 81 frames).",
     )
-    for key in ("context_length", "context_overlap", "context_fuse"):
+    add_setting(c, S["context_length"], default=None,
+                help=S["context_length"].help + "; default 24 on ZeroScope, off on Wan")
+    for key in ("context_overlap", "context_fuse"):
         add_setting(c, S[key])
     w = p.add_argument_group("Wan 2.1 (--model a Wan folder or hub id)")
     w.add_argument("--guidance", default="auto", choices=list(GUIDANCE_CHOICES),
@@ -178,6 +183,11 @@ def run_transfer(args: argparse.Namespace) -> int:
     from ..transfer.inversion_files import load_inversion, save_inversion
     from ..io.video import write_video
 
+    from .transfer_wan import is_wan_source, run_wan_transfer
+
+    wan = is_wan_source(args.model)
+    if args.context_length is None:  # not given: ZeroScope's 24-frame windows; Wan runs in one pass
+        args.context_length = 0 if wan else TRANSFER["context_length"].default
     check_args(args, TRANSFER)
     start_threads(args)
     if not args.target_prompt.strip():
@@ -194,10 +204,8 @@ def run_transfer(args: argparse.Namespace) -> int:
         choose_codec(args.out, args.codec)
     except ValueError as exc:
         raise InputError(f"--out/--codec: {exc}") from None
-    from .transfer_wan import is_wan_source, run_wan_transfer
-
-    if is_wan_source(args.model):
-        return run_wan_transfer(args, device, dtype)
+    if wan:
+        return run_wan_transfer(args, device, dtype, context)
     if args.guidance == "attention_flow":
         raise InputError("--guidance attention_flow reads a Wan transformer's attention; ZeroScope runs the paper's "
                          "SMM guidance (leave --guidance out, or give a Wan --model).")

@@ -12,10 +12,9 @@ from pathlib import Path
 from ..errors import InputError
 from ..settings import TRANSFER
 
-#: options that mean something only for ZeroScope (the SMM guidance, DDIM inversion, context windows)
+#: options that mean something only for ZeroScope (its SMM guidance schedule, DDIM inversion)
 ZEROSCOPE_ONLY = ("inversion_steps", "guidance_window", "optimization_steps", "lr_range", "constant_lr", "no_restart",
-                  "loss", "prompt_prefix", "gradient_checkpointing", "preset", "context_length",
-                  "context_overlap", "context_fuse")
+                  "loss", "prompt_prefix", "gradient_checkpointing", "preset")
 #: Wan's own defaults where they differ from ZeroScope's table: frames (4k + 1; 33 fits 12 GB at
 #: 480x832 as the target) and classifier-free guidance
 WAN_MAX_FRAMES, WAN_GUIDANCE_SCALE = 33, 5.0
@@ -42,26 +41,28 @@ def refuse_zeroscope_options(args: argparse.Namespace) -> None:
         raise InputError(
             f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to ZeroScope only; the model is a Wan "
             f"2.1 model, which uses attention-motion-flow or SMM guidance (its options here: --guidance, --steps, --low-memory, "
-            f"--guidance-scale, --seed, --negative-prompt, --downsample-factor, --save-/--load-inversion, sizes and "
-            f"frames). Leave {'it' if len(given) == 1 else 'them'} "
+            f"--guidance-scale, --seed, --negative-prompt, --downsample-factor, --save-/--load-inversion, "
+            f"--context-*, sizes and frames). Leave {'it' if len(given) == 1 else 'them'} "
             f"out, or give a ZeroScope --model.")
 
 
 def wan_frame_count(available: int, asked: int | None) -> int:
     """The frames to take: `asked` when given (it must be 4k + 1), else the largest 4k + 1 up to
-    min(available, 33). InputError when fewer than 5 frames are available."""
+    min(available, 33), or up to `available` for asked 0 ("all frames"). InputError when fewer
+    than 5 frames are available."""
     from ..models.wan import check_wan_frames
 
     if asked:
         return check_wan_frames(asked)
-    n = min(available, WAN_MAX_FRAMES)
+    n = available if asked == 0 else min(available, WAN_MAX_FRAMES)
     if n < 5:
         raise InputError(f"The video has {available} frame(s); Wan needs at least 5 (4k + 1 frames).")
     return (n - 1) // 4 * 4 + 1
 
 
-def run_wan_transfer(args: argparse.Namespace, device: str, dtype: str) -> int:
-    """The Wan branch of `transfer` (after the shared checks of run_transfer)."""
+def run_wan_transfer(args: argparse.Namespace, device: str, dtype: str, context=None) -> int:
+    """The Wan branch of `transfer` (after the shared checks of run_transfer); context: the
+    --context-* options (None: one pass)."""
     from ..io.video import write_video
     from ..models.wan import check_wan_size, load_wan
     from ..transfer import pipeline
@@ -71,6 +72,10 @@ def run_wan_transfer(args: argparse.Namespace, device: str, dtype: str) -> int:
     from .transfer import GUIDANCE_CHOICES
 
     refuse_zeroscope_options(args)
+    if context is None and (args.context_overlap != TRANSFER["context_overlap"].default
+                            or args.context_fuse != TRANSFER["context_fuse"].default):
+        raise InputError("--context-overlap and --context-fuse shape context windows, which on Wan are on only with "
+                         "--context-length (in video frames, e.g. 33): give it too, or leave them out.")
     check_wan_size(args.width, args.height)
     frames, fps = read_input_video(args, lambda available: wan_frame_count(available, args.num_frames))
     print(f"loading {args.model} (Wan 2.1, {dtype}, {device})", file=sys.stderr)
@@ -79,7 +84,7 @@ def run_wan_transfer(args: argparse.Namespace, device: str, dtype: str) -> int:
     inversion = None
     if args.load_inversion:
         inversion, _ = load_inversion(args.load_inversion, device=model.device, model_fingerprint=model.fingerprint,
-                                      model_kind="wan")
+                                      context=context, model_kind="wan")
         if frames is not None and tuple(inversion.x0.shape) != model.latent_shape(frames.shape[0], *frames.shape[1:3]):
             raise InputError(f"--load-inversion holds a latent {tuple(inversion.x0.shape)}; the video as prepared "
                              f"({frames.shape[0]} frames {args.width}x{args.height}) gives another. Use the same "
@@ -93,7 +98,7 @@ def run_wan_transfer(args: argparse.Namespace, device: str, dtype: str) -> int:
         model, None if inversion is not None else frames,
         args.source_prompt or (inversion.source_prompt if inversion is not None else ""), args.target_prompt,
         negative_prompt=args.negative_prompt, seed=args.seed, downsample_factor=args.downsample_factor, amf=amf,
-        inversion=inversion, low_memory=args.low_memory,
+        inversion=inversion, low_memory=args.low_memory, context=context,
         on_step=progress_bar({"inversion": "inverting", "targets": "targets", "sampling": "sampling"}))
     if args.save_inversion:
         save_inversion(args.save_inversion, result.inversion)
@@ -106,6 +111,10 @@ def run_wan_transfer(args: argparse.Namespace, device: str, dtype: str) -> int:
                                   "lr_range": list(amf.lr_range), "guided_fraction": amf.guided_fraction})
         save_positions(args.save_positions, motion)
         print(f"saved positions to {args.save_positions} (reuse: generate --positions)", file=sys.stderr)
+    from ..transfer.amf_guidance import latent_windows
+
+    if (wins := latent_windows(context, result.inversion.num_frames)) is not None:
+        print(f"used {context.describe()} ({len(wins)} windows of {len(wins[0])} latent frames)", file=sys.stderr)
     out = write_video(args.out, result.frames, fps or 8.0, codec=args.codec)
     if args.frames_dir:
         write_video(Path(args.frames_dir), result.frames)

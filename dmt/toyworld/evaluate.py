@@ -311,32 +311,34 @@ def _randomized(motion):
 
 # ---- G4 ------------------------------------------------------------------------------------------
 
-def seam_steps(num_frames: int, length: int, overlap: int) -> list[int]:
-    """Frame indices s where a window starts or ends inside the clip: the step s-1 → s crosses a seam."""
-    from ..transfer.context import context_windows
+def seam_steps(num_frames: int, length: int, overlap: int, factor: int = 1) -> list[int]:
+    """Frame indices s where a window starts or ends inside the clip: the step s-1 → s crosses a seam.
+    factor: video frames per latent frame after the first, where windows act on latent frames (Wan: 4)."""
+    from ..transfer.context import context_windows, latent_context
 
-    seams = set()
-    for w in context_windows(num_frames, length, overlap):
-        for s in (w.start, w.stop):
-            if 0 < s < num_frames:
-                seams.add(s)
-    return sorted(seams)
+    c = latent_context(ContextOptions(length, overlap), factor) if factor > 1 else ContextOptions(length, overlap)
+    n = (num_frames - 1) // factor + 1
+    return sorted({factor * (s - 1) + 1 for w in context_windows(n, c.length, c.overlap)
+                   for s in (w.start, w.stop) if 0 < s < n})
 
 
-def gate_long_video(model: ZeroScope, fuses: tuple[str, ...] = ("pyramid", "flat"), num_frames: int = 48,
-                    length: int = 16, overlap: int = 8, preset: str = "fast", guidance: bool = True) -> GateResult:
-    """A 48-frame circle (3 revolutions) transferred onto another object with context windows.
+def gate_long_video(model: ZeroScope, fuses: tuple[str, ...] = ("pyramid", "flat"), num_frames: int | None = None,
+                    length: int = 16, overlap: int = 8, preset: str | None = None, guidance: bool = True) -> GateResult:
+    """A 48-frame circle (3 revolutions; 49 frames on a toy Wan, whose windows act on latent frames:
+    4 of them, 16 frames) transferred onto another object with context windows (preset: "fast",
+    on a toy Wan "amf").
     Figures: the trajectory error (px) of plain text-to-video of the same prompt and seed (48 frames,
     no windows: the baseline), and per fuse the transfer's trajectory error (px) and the largest
     centroid step at a seam / the median step elsewhere."""
+    wan = is_wan(model)
+    num_frames, preset = num_frames or (49 if wan else 48), preset or ("amf" if wan else "fast")
     res = GateResult(f"G4 long video ({preset}{'' if guidance else ', guidance off'})")
     src = model_clip(model, "circle", "red", "ball", num_frames=num_frames, cycles=3, seed=4_000)
     ts = track_object(src.frames)
-    kw = toy_transfer_kwargs(preset, guidance)
-    seams = seam_steps(num_frames, length, overlap)
-    base = generate_video(model, with_prefix("a blue square"), negative_prompt=NEG,
-                          settings=GenerateSettings(num_frames=num_frames, height=SIZE, width=SIZE, steps=50,
-                                                    guidance_scale=kw["settings"].guidance_scale, seed=1)).frames
+    kw = toy_transfer_kwargs(preset, guidance, model)
+    seams = seam_steps(num_frames, length, overlap, 4 if wan else 1)
+    scale = (kw["amf"] if wan else kw["settings"]).guidance_scale
+    base = _t2v(model, model_prompt(model, "a blue square"), 1, 50, scale, num_frames=num_frames)
     res.figures["baseline_err_px"] = trajectory_error(track_object(base).positions, ts.positions)
     for fuse in fuses:
         ctx = ContextOptions(length=length, overlap=overlap, fuse=fuse)

@@ -16,6 +16,12 @@ a video DiT, or the paper's SMM guidance (AMFSettings.guidance "smm", dmt.transf
 
 Latents are (1, 16, F', h, w) float32, normalised as dmt.models.wan_ops hands them to the
 transformer; the patch grid is (F', h/2, w/2).
+
+Temporal context windows (dmt.transfer.context; `context` of the targets, given in video frames,
+acting on latent frames): the targets are extracted per window (each window's latent frames go
+through the transformer on their own); the guidance loss is the sum of the windows' losses, each
+window backpropagated on its own (one window's activations alive at a time), then one Adam step
+on the whole latent; each sampling velocity is the windows' velocities fused per latent frame.
 """
 
 from __future__ import annotations
@@ -34,18 +40,20 @@ from ..io.progress import CheckInterrupt, OnStep, checkpoint, never_interrupt, n
 from ..models.grad_modes import evaluation
 from ..models.memory import native_gradient_checkpointing
 from ..models.unet import frozen
-from ..models.wan import Wan
+from ..models.wan import TEMPORAL_FACTOR, Wan
 from ..models.wan_ops import encode_prompt, predict_velocity
 from ..models.zeroscope import same_model
 from ..settings import DEFAULT_NEGATIVE_PROMPT
 from .attention_flow import amf_loss, attention_flow, forward_qk, patch_grid
 from .block_features import check_block_indices, default_smm_blocks, latent_smm_loss
+from .context import ContextOptions, effective_windows, fused_prediction, latent_context, schedule_key
 from .loss import LOSS_FORMS
 from .flow_matching import FlowSchedule, euler_step, flow_schedule
 from .rope_offsets import rope_offset, rope_shape
 
 __all__ = ["AMFSettings", "AMFTargets", "WanSMMTargets", "AMFSampleResult", "GUIDANCES", "extract_amf_targets",
-           "amf_guided_sample", "latent_amf_loss", "check_made_with", "require_wan"]
+           "amf_guided_sample", "latent_amf_loss", "check_made_with", "require_wan", "latent_windows",
+           "check_same_windows"]
 
 #: Wan's guidance choices: attention motion flow (DiTFlow) or the paper's space-time feature SMMs
 GUIDANCES: tuple[str, ...] = ("amf", "smm")
@@ -194,12 +202,15 @@ class AMFTargets:
     """The reference video's attention motion flow, and what it was made with.
 
     flow: (P, h'w', 2) float32 on the CPU: (dx, dy) in patch units of each patch of frame f in
-        frame g, for the P frame pairs `pairs` (see dmt.transfer.attention_flow).
-    pairs: the P latent-frame pairs (f, g), in the flow's order.
+        frame g, for the P frame pairs `pairs` (see dmt.transfer.attention_flow). With context
+        windows, the windows' flows one after another (each window's pairs in its own order).
+    pairs: the P latent-frame pairs (f, g), in the flow's order (latent frames of the whole video).
     grid: (F', h', w') patch grid; latent_shape: (1, 16, F', h, w) of the reference latent.
     block_index, temperature, window: the AMF settings the flow was made with (block resolved).
     schedule: the flow schedule sampling follows (its num_steps); source_prompt: as encoded.
     model_fingerprint / model_name: the Wan that made them (other models' targets are refused).
+    context: the temporal context windows (video frames) they were extracted with (None: one pass);
+        sampling runs with the same windows.
     """
 
     flow: torch.Tensor
@@ -213,6 +224,7 @@ class AMFTargets:
     source_prompt: str = ""
     model_fingerprint: str = ""
     model_name: str = ""
+    context: ContextOptions | None = None
     #: the base model these targets belong to (ZeroScope's SMM targets are dmt.Targets)
     kind: ClassVar[str] = "wan"
     #: the AMFSettings.guidance they serve
@@ -231,10 +243,13 @@ class WanSMMTargets:
 
     smms: block index → (G, F', D) float32 on the CPU: row k is the block's SMM of the reference's
         flow-inversion latent at sigmas[k] (timestep sigmas[k] · 1000), source prompt, no CFG.
+        With context windows the rows hold the windows' SMMs one after another (Σ window lengths
+        rows of frames instead of F').
     blocks: the blocks read (resolved), in the settings' order.
     grid: (F', h', w') patch grid; latent_shape: (1, 16, F', h, w) of the reference latent.
     schedule: the flow schedule sampling follows; source_prompt: as encoded.
     model_fingerprint / model_name: the Wan that made them (other models' targets are refused).
+    context: the temporal context windows (video frames) they were extracted with (None: one pass).
     """
 
     smms: dict[int, torch.Tensor]
@@ -245,6 +260,7 @@ class WanSMMTargets:
     source_prompt: str = ""
     model_fingerprint: str = ""
     model_name: str = ""
+    context: ContextOptions | None = None
     kind: ClassVar[str] = "wan"
     guidance: ClassVar[str] = "smm"
 
@@ -279,6 +295,31 @@ def require_wan(model, what: str = "Attention-motion-flow guidance") -> None:
                          f"{getattr(model, 'kind', type(model).__name__)} model.")
 
 
+def latent_windows(context: ContextOptions | None, num_latent_frames: int) -> list[range] | None:
+    """The latent-frame windows of `context` (video frames) on a Wan latent of `num_latent_frames`
+    frames, or None when one pass covers it (dmt.transfer.context.latent_context)."""
+    return effective_windows(latent_context(context, TEMPORAL_FACTOR), num_latent_frames)
+
+
+def check_same_windows(made: ContextOptions | None, asked: ContextOptions | None, num_latent_frames: int,
+                       what: str) -> None:
+    """InversionMismatchError unless `made` and `asked` give the same latent windows and fuse."""
+    def key(o):
+        return schedule_key(latent_context(o, TEMPORAL_FACTOR), num_latent_frames)
+
+    def name(o):
+        wins = latent_windows(o, num_latent_frames)
+        if wins is None:
+            return "no context windows (one pass)"
+        return (f"context windows of {o.length} frames, overlap {o.overlap}, {o.fuse} fuse ({len(wins)} windows of "
+                f"{len(wins[0])} latent frames)")
+
+    if key(made) != key(asked):
+        raise InversionMismatchError(
+            f"The {what} was made with {name(made)}, but {name(asked)} were asked for. Use the same context options "
+            f"for inversion, targets and sampling (or invert again with the new ones).")
+
+
 
 def latent_amf_loss(model: Wan, targets: AMFTargets, latent: torch.Tensor, t: float, text: torch.Tensor,
                     chunk: int = 1) -> torch.Tensor:
@@ -298,7 +339,8 @@ def latent_amf_loss(model: Wan, targets: AMFTargets, latent: torch.Tensor, t: fl
 
 
 def extract_amf_targets(model: Wan, x0: torch.Tensor, source_prompt: str,
-                        settings: AMFSettings = AMFSettings(), *, on_step: OnStep = no_progress,
+                        settings: AMFSettings = AMFSettings(), *, context: ContextOptions | None = None,
+                        on_step: OnStep = no_progress,
                         check_interrupt: CheckInterrupt = never_interrupt) -> AMFTargets:
     """The reference AMF from the reference video's clean latent at sigma 0 (timestep 0).
 
@@ -306,7 +348,10 @@ def extract_amf_targets(model: Wan, x0: torch.Tensor, source_prompt: str,
         x0: (1, 16, F', h, w) clean normalised latent of the reference (encode_video), F' >= 2.
         source_prompt: what the reference shows (may be empty).
         settings: block_index, temperature, window, chunk and num_steps are used.
-        on_step: called once as on_step("targets", 1, 1, None). check_interrupt: called first.
+        context: temporal context windows (video frames; None: one pass): each window's latent
+            frames go through the transformer alone and give that window's flow.
+        on_step: on_step("targets", i, n, None) after each of the n windows (one pass: n = 1).
+        check_interrupt: called before each window.
     Returns:
         AMFTargets (flow on the CPU).
     Raises:
@@ -322,17 +367,26 @@ def extract_amf_targets(model: Wan, x0: torch.Tensor, source_prompt: str,
     block = settings.block_for(model)
     grid = patch_grid(x0.shape, model.patch_size)
     schedule = flow_schedule(model.scheduler, settings.num_steps)
+    wins = latent_windows(context, grid[0]) or [range(grid[0])]
     checkpoint(check_interrupt)
     text = encode_prompt(model, source_prompt)
+    flows, pairs = [], []
     with explain_out_of_memory("AMF target extraction"), evaluation():
-        q, k = forward_qk(model, x0.to(model.device, torch.float32), 0.0, text, block)
-        flow, pairs = attention_flow(q, k, grid, int(model.transformer.config.num_attention_heads),
-                                     settings.temperature, settings.window, settings.chunk)
-    on_step("targets", 1, 1, None)
-    return AMFTargets(flow=flow.float().cpu(), pairs=pairs, grid=grid, latent_shape=tuple(x0.shape),
-                      block_index=block, temperature=float(settings.temperature), window=settings.window,
-                      schedule=schedule, source_prompt=source_prompt, model_fingerprint=model.fingerprint,
-                      model_name=model.name)
+        for i, w in enumerate(wins):
+            checkpoint(check_interrupt)
+            xw = x0[:, :, w.start:w.stop]
+            q, k = forward_qk(model, xw.to(model.device, torch.float32), 0.0, text, block)
+            flow, local = attention_flow(q, k, patch_grid(xw.shape, model.patch_size),
+                                         int(model.transformer.config.num_attention_heads), settings.temperature,
+                                         settings.window, settings.chunk)
+            flows.append(flow.float().cpu())
+            pairs += [(f + w.start, g + w.start) for f, g in local]
+            del q, k, flow
+            on_step("targets", i + 1, len(wins), None)
+    return AMFTargets(flow=torch.cat(flows) if len(flows) > 1 else flows[0], pairs=pairs, grid=grid,
+                      latent_shape=tuple(x0.shape), block_index=block, temperature=float(settings.temperature),
+                      window=settings.window, schedule=schedule, source_prompt=source_prompt,
+                      model_fingerprint=model.fingerprint, model_name=model.name, context=context)
 
 
 def check_made_with(model: Wan, what: str, fingerprint: str, name: str, remedy: str) -> None:
@@ -386,17 +440,37 @@ def _check_smm_targets(model: Wan, targets: WanSMMTargets, settings: AMFSettings
                          f"{settings.num_guided()}; extract them with the same guided_fraction and iterations.")
 
 
-def _guidance_loss(model: Wan, targets: AMFTargets | WanSMMTargets, settings: AMFSettings, cond: torch.Tensor,
-                   guided: int) -> Callable[[torch.Tensor, int, float], torch.Tensor]:
-    """loss(latent, step, t) of the chosen guidance at guided step `step` (model timestep t), with
+GuidanceLoss = Callable[[torch.Tensor, int, float], torch.Tensor]
+
+
+def _guidance_losses(model: Wan, targets: AMFTargets | WanSMMTargets, settings: AMFSettings, cond: torch.Tensor,
+                     guided: int) -> list[tuple[range | None, GuidanceLoss]]:
+    """Per context window (None: the whole latent, one pass), its latent frames and loss(latent of
+    those frames, step, t) of the chosen guidance at guided step `step` (model timestep t), with
     the targets of the `guided` steps moved to the model's device once (call inside the sampler's
     inference_mode(False) block)."""
+    frames = int(targets.latent_shape[2])
+    wins = latent_windows(targets.context, frames) or [None]
+    parts: list[tuple[range | None, GuidanceLoss]] = []
     if settings.guidance == "smm":
         reference = {b: s[:guided].to(model.device).clone() for b, s in targets.smms.items()}
-        return lambda x, step, t: latent_smm_loss(model, {b: s[step] for b, s in reference.items()}, x, t, cond,
-                                                  settings.smm_loss)
-    moved = dataclasses.replace(targets, flow=targets.flow.to(model.device).clone())
-    return lambda x, step, t: latent_amf_loss(model, moved, x, t, cond, settings.chunk)
+        start = 0
+        for w in wins:
+            n = frames if w is None else len(w)
+            rows = {b: s[:, start:start + n] for b, s in reference.items()}
+            start += n
+            parts.append((w, lambda x, step, t, rows=rows: latent_smm_loss(
+                model, {b: s[step] for b, s in rows.items()}, x, t, cond, settings.smm_loss)))
+        return parts
+    flow = targets.flow.to(model.device).clone()
+    per = flow.shape[0] // len(wins)
+    for i, w in enumerate(wins):
+        window = targets if w is None else dataclasses.replace(
+            targets, grid=(len(w),) + tuple(targets.grid[1:]), context=None,
+            latent_shape=tuple(targets.latent_shape[:2]) + (len(w),) + tuple(targets.latent_shape[3:]))
+        window = dataclasses.replace(window, flow=flow[i * per:(i + 1) * per])
+        parts.append((w, lambda x, step, t, window=window: latent_amf_loss(model, window, x, t, cond, settings.chunk)))
+    return parts
 
 
 def _cfg_velocity(model: Wan, x: torch.Tensor, t: float, cond: torch.Tensor, uncond: torch.Tensor | None,
@@ -463,13 +537,17 @@ def amf_guided_sample(
         done += 1
         on_step(stage, done, total, latent)
 
+    context = latent_context(targets.context, TEMPORAL_FACTOR)
+    if settings.optimise == "positions" and latent_windows(targets.context, int(init.shape[2])) is not None:
+        raise InputError("optimise 'positions' runs without context windows (its rotary offsets belong to one "
+                         "window's positions): extract the targets without context, or optimise the latent.")
     cond = encode_prompt(model, target_prompt)
     uncond = None if settings.guidance_scale == 1 else encode_prompt(model, negative_prompt)
     result = AMFSampleResult(latents=init, timesteps=timesteps)
     what = f"{settings.guidance.upper()}-guided sampling"
     with torch.inference_mode(False), explain_out_of_memory(what), frozen(model.transformer):
         x = init.detach().to(model.device, torch.float32).clone()
-        guidance_loss = _guidance_loss(model, targets, settings, cond, guided)
+        parts = _guidance_losses(model, targets, settings, cond, guided)
         delta = None  # positions mode: the rotary offsets, optimised in the guided steps, kept after
         if settings.optimise == "positions":
             shape = rope_shape(model.transformer, patch_grid(x.shape, model.patch_size))
@@ -482,21 +560,25 @@ def amf_guided_sample(
                 for _ in range(settings.iterations):
                     checkpoint(check_interrupt)
                     optimiser.zero_grad(set_to_none=True)
+                    summed = None
                     with torch.enable_grad(), rope_offset(model.transformer, delta), \
                             native_gradient_checkpointing(model.transformer, settings.gradient_checkpointing):
-                        loss = guidance_loss(x_opt, step, t)
-                        loss.backward()
+                        for w, part_loss in parts:  # each window's graph freed before the next
+                            loss = part_loss(x_opt if w is None else x_opt[:, :, w.start:w.stop], step, t)
+                            loss.backward()
+                            summed = loss.detach() if summed is None else summed + loss.detach()
+                            del loss
                     optimiser.step()
-                    losses.append(loss.detach())
-                    del loss
+                    losses.append(summed)
                     tick("guidance", x_opt.detach())
                 result.losses[step] = [float(v) for v in torch.stack(losses).cpu()]
                 x = x_opt.detach()
                 del x_opt, optimiser
             checkpoint(check_interrupt)
             with torch.no_grad(), rope_offset(model.transformer, None if delta is None else delta.detach()):
-                x = euler_step(x, _cfg_velocity(model, x, t, cond, uncond, settings.guidance_scale),
-                               sigmas[step], sigmas[step + 1])
+                v = fused_prediction(lambda xw: _cfg_velocity(model, xw, t, cond, uncond, settings.guidance_scale),
+                                     x, context)
+                x = euler_step(x, v, sigmas[step], sigmas[step + 1])
             tick("sampling", x)
     result.latents = x
     result.positions = None if delta is None else delta.detach().cpu()

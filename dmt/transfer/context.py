@@ -33,11 +33,20 @@ noise prediction is the fused prediction of the windows; SMM targets are kept pe
 guided loss is the sum of per-window losses, each window backpropagated on its own (only one
 window's activations alive at a time), the latent gradient accumulated, then one Adam step.
 The low-frequency init and restart re-noising act on the whole video.
+
+Wan 2.1 (dmt.transfer.wan_transfer): the options are given in video frames as for ZeroScope and
+act on latent frames, each of which holds 4 video frames after the first (`latent_context`):
+length L frames → (L − 1) // 4 + 1 latent frames, overlap O → (O − 1) // 4 + 1 (0 stays 0), the
+conversion ComfyUI core's Wan context windows use. Every stage above runs per window the same
+way on Wan's velocity predictions, attention motion flow and SMMs. A window that starts after
+the first latent frame hands Wan a first latent frame that holds 4 video frames, where its own
+clips start with one frame alone (as in ComfyUI core's windows).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+import dataclasses
 from dataclasses import asdict, dataclass
 
 import torch
@@ -50,9 +59,9 @@ DEFAULT_CONTEXT_LENGTH: int = TRANSFER["context_length"].default  # 24
 DEFAULT_CONTEXT_OVERLAP: int = TRANSFER["context_overlap"].default  # 8
 MIN_CONTEXT_LENGTH: int = TRANSFER["context_length"].min  # 2
 # ZeroScope has no temporal position embedding, so any length runs, but it was trained on 24-frame
-# clips: windows are accepted up to 64 frames (2.7x the training length); longer windows give up
-# both the training-length quality and the memory bound that windows are for.
-MAX_CONTEXT_LENGTH: int = TRANSFER["context_length"].max  # 64
+# clips; Wan 2.1 on 81 frames (21 latent frames). Windows are accepted up to 81 frames; longer
+# windows give up both the training-length quality and the memory bound that windows are for.
+MAX_CONTEXT_LENGTH: int = TRANSFER["context_length"].max  # 81
 FUSE_MODES: tuple[str, ...] = TRANSFER["context_fuse"].choices
 
 
@@ -89,8 +98,9 @@ class ContextOptions:
             )
         if self.length > MAX_CONTEXT_LENGTH:
             raise InputError(
-                f"Context length {self.length} is more than ZeroScope can usefully take in one window: it was "
-                f"trained on 24-frame clips. Use {MIN_CONTEXT_LENGTH}-{MAX_CONTEXT_LENGTH} frames (24 recommended)."
+                f"Context length {self.length} is more than a window can usefully take: ZeroScope was trained on "
+                f"24-frame clips, Wan 2.1 on 81. Use {MIN_CONTEXT_LENGTH}-{MAX_CONTEXT_LENGTH} frames (ZeroScope: 24, "
+                f"Wan: 81)."
             )
         if self.overlap < 0:
             raise InputError(f"Context overlap must be >= 0, got {self.overlap}.")
@@ -162,6 +172,29 @@ def fuse_weights(num_frames: int, options: ContextOptions) -> list[torch.Tensor]
     for w, r in zip(wins, raw):
         total[w.start:w.stop] += r
     return [r / total[w.start:w.stop] for w, r in zip(wins, raw)]
+
+
+def latent_context(options: ContextOptions | None, temporal_factor: int) -> ContextOptions | None:
+    """`options` (video frames) in the latent frames of a causal video VAE that keeps the first
+    frame alone and packs each `temporal_factor` frames after it into one latent frame (Wan: 4).
+
+    length L → (L − 1) // f + 1 latent frames (a window of that many latent frames holds at most L
+    video frames); overlap O → (O − 1) // f + 1, 0 staying 0. None stays None. Raises InputError
+    when the window holds fewer than 2 latent frames or the overlap covers the whole window.
+    """
+    if options is None:
+        return None
+    f = int(temporal_factor)
+    length = (options.length - 1) // f + 1
+    overlap = (options.overlap - 1) // f + 1 if options.overlap > 0 else 0
+    if length < 2:
+        raise InputError(f"Context length {options.length} frames is {length} latent frame on this model (each holds "
+                         f"{f} frames after the first): a window needs at least {f + 1} frames (2 latent frames).")
+    if overlap >= length:
+        raise InputError(f"Context overlap {options.overlap} frames is {overlap} latent frames, as many as the "
+                         f"{options.length}-frame window's {length}: the windows would never advance. Use an overlap "
+                         f"of at most {(length - 1) * f} frames (or a longer window).")
+    return dataclasses.replace(options, length=length, overlap=overlap)
 
 
 def effective_windows(options: ContextOptions | None, num_frames: int) -> list[range] | None:

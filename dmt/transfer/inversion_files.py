@@ -30,6 +30,7 @@ from ..transfer.inversion import Inversion
 from ..models.zeroscope import same_model
 from ..transfer.schedule import Schedule, make_schedule
 from ..transfer.targets import Targets
+from ..transfer.amf_guidance import check_same_windows
 from ..transfer.wan_transfer import FlowInversion
 
 FORMAT = "dmt-inversion"
@@ -122,11 +123,20 @@ def _save_flow_inversion(path: Path, inversion: FlowInversion) -> Path:
             tensors[name] = cpu(value)
     header = {"format": FORMAT, "version": VERSION, "kind": FlowInversion.kind,
               "source_prompt": inversion.source_prompt, "model_fingerprint": inversion.model_fingerprint,
-              "model_name": inversion.model_name}
+              "model_name": inversion.model_name,
+              "context": None if inversion.context is None else inversion.context.to_dict()}
     return _write(path, tensors, header)
 
 
 _KIND_NAMES = {"zeroscope": "ZeroScope", "wan": "Wan"}
+
+
+def _stored_context(path: Path, header: dict) -> ContextOptions | None:
+    """The file's context windows (None: one pass, or a file from before windows existed)."""
+    try:
+        return None if header.get("context") is None else ContextOptions.from_dict(header["context"])
+    except (InputError, TypeError) as exc:
+        raise InversionMismatchError(f"'{path}' holds unreadable context-window settings: {exc}") from None
 
 
 def _load_flow_inversion(path: Path, header: dict, tensors: dict[str, torch.Tensor],
@@ -137,7 +147,8 @@ def _load_flow_inversion(path: Path, header: dict, tensors: dict[str, torch.Tens
             f"{header['model_fingerprint']}), not with this one ({model_fingerprint}). Invert again.")
     return FlowInversion(x0=tensors["x0"], noisiest=tensors.get("noisiest"), sigmas=tensors.get("sigmas"),
                          source_prompt=header["source_prompt"], model_fingerprint=header["model_fingerprint"],
-                         model_name=header.get("model_name", ""), trajectory=tensors.get("trajectory"))
+                         model_name=header.get("model_name", ""), trajectory=tensors.get("trajectory"),
+                         context=_stored_context(path, header))
 
 
 def load_inversion(
@@ -183,7 +194,10 @@ def load_inversion(
         raise InversionMismatchError(f"Inversion file '{path}' was made with {made}, but the model is {given}; "
                                      f"invert the video with {given} (or load {made}).")
     if kind == FlowInversion.kind:
-        return _load_flow_inversion(path, header, tensors, model_fingerprint), None
+        inversion = _load_flow_inversion(path, header, tensors, model_fingerprint)
+        if not (isinstance(context, str) and context == "any"):
+            check_same_windows(inversion.context, context, inversion.num_frames, f"inversion in '{path}'")
+        return inversion, None
     problems = []
     if model_fingerprint and not same_model(header["model_fingerprint"], model_fingerprint):
         problems.append("it was made with a different model")
@@ -193,10 +207,7 @@ def load_inversion(
         problems.append(f"it was made for {header['num_sampling_steps']} sampling steps, not {num_sampling_steps}")
     if problems:
         raise InversionMismatchError(f"Inversion file '{path}' does not fit: {'; '.join(problems)}. Invert again.")
-    try:
-        stored_context = None if header.get("context") is None else ContextOptions.from_dict(header["context"])
-    except (InputError, TypeError) as exc:
-        raise InversionMismatchError(f"'{path}' holds unreadable context-window settings: {exc}") from None
+    stored_context = _stored_context(path, header)
     latents = {int(k.split(".", 1)[1]): v for k, v in tensors.items() if k.startswith("latent.")}
     inversion = Inversion(
         x0=tensors["x0"], latents=latents, noisiest_t=int(header["noisiest_t"]),

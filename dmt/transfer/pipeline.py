@@ -73,9 +73,9 @@ def transfer(
         checkpointing of the guided step, the text encoder and the VAE kept on the CPU except
         while they run, VAE slicing of 1 frame. Slower (recomputation, host↔device copies of the
         text encoder and VAE weights). The model is left exactly as it was, on every exit path.
-    context: temporal context windows for long videos (dmt.transfer.context); None, or one
-        window covering the video, runs today's one-pass path unchanged. A given `inversion`
-        must have been made with the same windows.
+    context: temporal context windows for long videos (dmt.transfer.context; video frames, on
+        Wan acting on its latent frames); None, or one window covering the video, runs today's
+        one-pass path unchanged. A given `inversion` must have been made with the same windows.
 
     Wan (model.kind == "wan", dmt.load_wan): frames (4k + 1, H, W, 3), H and W multiples of 16;
     encode → flow inversion with the source prompt (unless wan_init "noise") → attention-motion-flow
@@ -84,7 +84,7 @@ def transfer(
     (dmt.transfer.wan_transfer, dmt.transfer.amf_guidance, dmt.transfer.wan_smm).
     amf: Wan's settings (AMFSettings; None: its defaults). wan_init: Wan's initial latent (None:
         "low_frequency", which uses downsample_factor and the seed; "inversion"; "noise").
-    Shared by both models: negative_prompt, seed, downsample_factor, inversion (a FlowInversion for
+    Shared by both models: negative_prompt, seed, downsample_factor, context, inversion (a FlowInversion for
     Wan), low_memory (on Wan: prompts encoded first, text encoder and VAE parked; see
     dmt.transfer.wan_transfer.transfer_wan), on_step, check_interrupt. The other keywords are ZeroScope's: given a non-default value
     with Wan they are refused (InputError), as amf, wan_init or a Wan inversion are with ZeroScope.
@@ -92,12 +92,12 @@ def transfer(
     if getattr(model, "kind", "zeroscope") == "wan":
         zeroscope_only = dict(num_steps=num_steps, num_inversion_steps=num_inversion_steps,
                               guidance_window=guidance_window, settings=settings, prompt_prefix=prompt_prefix,
-                              vae_slice_size=vae_slice_size, context=context)
+                              vae_slice_size=vae_slice_size)
         refuse_zeroscope_options({n: v for n, v in zeroscope_only.items() if v != _DEFAULTS[n]})
         return TransferResult(**transfer_wan(
             model, frames, source_prompt, target_prompt, amf=amf, init=wan_init, negative_prompt=negative_prompt,
             seed=seed, downsample_factor=downsample_factor, inversion=inversion, on_step=on_step,
-            check_interrupt=check_interrupt, low_memory=low_memory))
+            check_interrupt=check_interrupt, low_memory=low_memory, context=context))
     refuse_wan_options(amf, wan_init, inversion)
     if inversion is not None:
         check_same_schedule(inversion.context, context, inversion.num_frames, "inversion")

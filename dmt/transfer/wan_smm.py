@@ -25,7 +25,7 @@ from ..io.progress import CheckInterrupt, OnStep, checkpoint, never_interrupt, n
 from ..models.grad_modes import evaluation
 from ..models.wan import Wan
 from ..models.wan_ops import encode_prompt
-from .amf_guidance import AMFSettings, WanSMMTargets, check_made_with, require_wan
+from .amf_guidance import AMFSettings, WanSMMTargets, check_made_with, latent_windows, require_wan
 from .attention_flow import patch_grid
 from .block_features import latent_smms
 from .flow_matching import FlowSchedule, flow_schedule
@@ -72,10 +72,13 @@ def extract_smm_targets(model: Wan, inversion: FlowInversion, settings: AMFSetti
             the schedule of settings.num_steps, made with this model; its source_prompt is used.
         settings: num_steps, guided_fraction, iterations (they fix G) and smm_blocks are used;
             `guidance` need not be "smm" here.
-        on_step: ("targets", k, G, None) after each guided step's forward.
+        The inversion's context windows (FlowInversion.context) are followed: each window's latent
+        frames go through the transformer alone, and the rows hold the windows' SMMs in turn.
+        on_step: ("targets", k, G, None) after each guided step's forward(s).
         check_interrupt: called before each forward (a cancel point).
     Returns:
-        WanSMMTargets with smms block → (G, F', D) float32 on the CPU (G = 0: empty rows, no forward).
+        WanSMMTargets with smms block → (G, F', D) float32 on the CPU (G = 0: empty rows, no forward;
+        with windows, Σ window lengths rows of frames instead of F').
     Raises:
         InputError: a model that is not Wan, unusable settings or blocks, an inversion that keeps
             too few latents. InversionMismatchError: an inversion of another model or schedule.
@@ -89,19 +92,26 @@ def extract_smm_targets(model: Wan, inversion: FlowInversion, settings: AMFSetti
     guided = settings.num_guided()
     config = model.transformer.config
     width = int(config.num_attention_heads) * int(config.attention_head_dim)
+    wins = latent_windows(inversion.context, grid[0]) or [range(grid[0])]
     rows: dict[int, list[torch.Tensor]] = {b: [] for b in blocks}
     if guided:
         checkpoint(check_interrupt)
         text = encode_prompt(model, inversion.source_prompt)
         with explain_out_of_memory("SMM target extraction"), evaluation():
             for k in range(guided):
-                checkpoint(check_interrupt)
-                smms = latent_smms(model, kept[k].to(model.device, torch.float32), float(schedule.timesteps[k]),
-                                   text, blocks)
+                parts: dict[int, list[torch.Tensor]] = {b: [] for b in blocks}
+                for w in wins:
+                    checkpoint(check_interrupt)
+                    smms = latent_smms(model, kept[k][:, :, w.start:w.stop].to(model.device, torch.float32),
+                                       float(schedule.timesteps[k]), text, blocks)
+                    for b in blocks:
+                        parts[b].append(smms[b][0].cpu())
+                    del smms
                 for b in blocks:
-                    rows[b].append(smms[b][0].cpu())
+                    rows[b].append(torch.cat(parts[b]) if len(parts[b]) > 1 else parts[b][0])
                 on_step("targets", k + 1, guided, None)
-    smms = {b: torch.stack(r) if r else torch.zeros(0, grid[0], width) for b, r in rows.items()}
+    frames = sum(len(w) for w in wins)
+    smms = {b: torch.stack(r) if r else torch.zeros(0, frames, width) for b, r in rows.items()}
     return WanSMMTargets(smms=smms, blocks=blocks, grid=grid, latent_shape=tuple(inversion.x0.shape),
                          schedule=schedule, source_prompt=inversion.source_prompt,
-                         model_fingerprint=model.fingerprint, model_name=model.name)
+                         model_fingerprint=model.fingerprint, model_name=model.name, context=inversion.context)

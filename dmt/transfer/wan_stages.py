@@ -25,11 +25,16 @@ from ..errors import InputError, InversionMismatchError
 from ..io.progress import CheckInterrupt, OnStep, checkpoint, never_interrupt, no_progress
 from ..models.wan import Wan
 from ..models.wan_ops import decode_latents, encode_video
+from ..models.wan import TEMPORAL_FACTOR
 from .amf_guidance import (GUIDANCES, AMFSampleResult, AMFSettings, AMFTargets, WanSMMTargets, amf_guided_sample,
-                           extract_amf_targets, require_wan)
+                           check_same_windows, extract_amf_targets, require_wan)
+from .context import ContextOptions, latent_context
 from .flow_matching import FlowSchedule, flow_schedule
 from .wan_smm import check_inversion_schedule, extract_smm_targets
 from .wan_transfer import FlowInversion, check_wan_inversion, invert_wan
+
+#: the stages' context defaults: follow the inversion's (targets) or the targets' (sampling) windows
+FROM_INVERSION, FROM_TARGETS = "from inversion", "from targets"
 
 __all__ = ["WanTargets", "invert_wan_video", "extract_wan_targets", "wan_guided_sample", "decode_wan_latents"]
 
@@ -76,8 +81,18 @@ class WanTargets:
         return self.smm if guidance == "smm" else self.amf
 
 
+def _check_context(asked: ContextOptions | None | str, follow: str, made: ContextOptions | None,
+                   num_latent_frames: int, what: str) -> None:
+    """`asked` is `follow` (nothing to check) or windows equal to `made`'s (else InversionMismatchError)."""
+    if isinstance(asked, str):
+        if asked != follow:
+            raise InputError(f"context must be ContextOptions, None or {follow!r}, got {asked!r}.")
+        return
+    check_same_windows(made, asked, num_latent_frames, what)
+
+
 def invert_wan_video(model: Wan, frames: torch.Tensor, source_prompt: str, num_steps: int = 50, *,
-                     on_step: OnStep = no_progress,
+                     context: ContextOptions | None = None, on_step: OnStep = no_progress,
                      check_interrupt: CheckInterrupt = never_interrupt) -> FlowInversion:
     """Encode the reference clip and Euler-invert it along the `num_steps`-step sampling schedule,
     keeping every step's latent (any guided share can be chosen later).
@@ -86,6 +101,8 @@ def invert_wan_video(model: Wan, frames: torch.Tensor, source_prompt: str, num_s
         frames: (F, H, W, 3) float in [0, 1]; F = 4k + 1 >= 5, H and W multiples of 16.
         source_prompt: what the reference shows (may be empty).
         num_steps: the sampling steps the inversion serves (1 to 1000).
+        context: temporal context windows (video frames; None: one pass); the targets and the
+            sampling follow the inversion's.
         on_step: ("encode", 1, 1, None) then ("inversion", i, N, latent).
     Returns:
         FlowInversion with x0, noisiest and a trajectory of N latents (CPU, float32).
@@ -94,6 +111,7 @@ def invert_wan_video(model: Wan, frames: torch.Tensor, source_prompt: str, num_s
     require_wan(model, "Wan inversion")
     AMFSettings(num_steps=num_steps).validate()  # refuses a step count outside 1-1000, naming the range
     schedule = flow_schedule(model.scheduler, num_steps)
+    latent_context(context, TEMPORAL_FACTOR)  # a window too short for Wan is refused before the slow stages
     checkpoint(check_interrupt)
     x0 = encode_video(model, frames)
     if x0.shape[2] < 2:
@@ -101,13 +119,14 @@ def invert_wan_video(model: Wan, frames: torch.Tensor, source_prompt: str, num_s
                          f"5 frames (two latent frames) on Wan.")
     on_step("encode", 1, 1, None)
     return invert_wan(model, x0.to(model.device), source_prompt, schedule, keep_steps=schedule.num_steps,
-                      on_step=on_step, check_interrupt=check_interrupt)
+                      context=context, on_step=on_step, check_interrupt=check_interrupt)
 
 
 def extract_wan_targets(model: Wan, inversion: FlowInversion, settings: AMFSettings = AMFSettings(), *,
-                        on_step: OnStep = no_progress,
+                        context: ContextOptions | None | str = FROM_INVERSION, on_step: OnStep = no_progress,
                         check_interrupt: CheckInterrupt = never_interrupt) -> WanTargets:
-    """Both guidance targets of `inversion` (from invert_wan_video with this model).
+    """Both guidance targets of `inversion` (from invert_wan_video with this model), with its
+    context windows (`context`, when given, must give the same windows: InversionMismatchError).
 
     settings: num_steps (must be the inversion's), guided_fraction, block_index, temperature,
         window, chunk (AMF) and smm_blocks (SMM) are used; `guidance` is not (the sampler picks).
@@ -119,6 +138,7 @@ def extract_wan_targets(model: Wan, inversion: FlowInversion, settings: AMFSetti
     require_wan(model, "Wan target extraction")
     settings.validate()
     inversion = check_wan_inversion(model, inversion, "invert the video with the Wan model")
+    _check_context(context, FROM_INVERSION, inversion.context, inversion.num_frames, "inversion")
     dataclasses.replace(settings, guidance="amf").check_blocks(model)
     dataclasses.replace(settings, guidance="smm").check_blocks(model)
     schedule = flow_schedule(model.scheduler, settings.num_steps)
@@ -129,22 +149,25 @@ def extract_wan_targets(model: Wan, inversion: FlowInversion, settings: AMFSetti
     check_inversion_schedule(inversion.sigmas, schedule)
     # SMM targets for every step the guided share covers, whatever the sampler's iterations.
     smm_settings = dataclasses.replace(settings, iterations=max(settings.iterations, 1))
-    amf = extract_amf_targets(model, inversion.x0, inversion.source_prompt, settings, on_step=on_step,
-                              check_interrupt=check_interrupt)
+    amf = extract_amf_targets(model, inversion.x0, inversion.source_prompt, settings, context=inversion.context,
+                              on_step=on_step, check_interrupt=check_interrupt)
     smm = extract_smm_targets(model, inversion, smm_settings, on_step=on_step, check_interrupt=check_interrupt)
     return WanTargets(amf=amf, smm=smm, guided_fraction=float(settings.guided_fraction))
 
 
 def wan_guided_sample(model: Wan, targets: WanTargets, init: torch.Tensor, target_prompt: str,
-                      negative_prompt: str, settings: AMFSettings, *, on_step: OnStep = no_progress,
+                      negative_prompt: str, settings: AMFSettings, *,
+                      context: ContextOptions | None | str = FROM_TARGETS, on_step: OnStep = no_progress,
                       check_interrupt: CheckInterrupt = never_interrupt) -> AMFSampleResult:
     """amf_guided_sample with the targets of settings.guidance; the targets fix num_steps and
-    guided_fraction (settings' values for those two are replaced by the targets')."""
+    guided_fraction (settings' values for those two are replaced by the targets') and the context
+    windows (`context`, when given, must give the same windows: InversionMismatchError)."""
     require_wan(model, "Wan guided sampling")
     if not isinstance(targets, WanTargets):
         kind = getattr(targets, "kind", None) or "ZeroScope"
         raise InversionMismatchError(f"These targets are {kind} targets, not the Wan targets of 'extract_wan_targets'; "
                                      f"extract them with the Wan model.")
+    _check_context(context, FROM_TARGETS, targets.amf.context, targets.num_frames, "target set")
     chosen = dataclasses.replace(settings, num_steps=targets.num_steps, guided_fraction=targets.guided_fraction)
     return amf_guided_sample(model, targets.pick(chosen.guidance), init, target_prompt, negative_prompt, chosen,
                              on_step=on_step, check_interrupt=check_interrupt)

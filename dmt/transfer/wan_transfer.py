@@ -29,11 +29,12 @@ import torch
 from ..errors import InputError, InversionMismatchError
 from ..io.progress import CheckInterrupt, OnStep, checkpoint, never_interrupt, no_progress
 from ..models.grad_modes import evaluation
-from ..models.wan import Wan
+from ..models.wan import TEMPORAL_FACTOR, Wan
 from ..models.memory import on_device
 from ..models.wan_ops import (decode_latents, encode_prompt, encode_prompts, encode_video, predict_velocity,
                               prompt_embeddings)
-from .amf_guidance import AMFSettings, amf_guided_sample, check_made_with, extract_amf_targets
+from .amf_guidance import AMFSettings, amf_guided_sample, check_made_with, check_same_windows, extract_amf_targets
+from .context import ContextOptions, fused_prediction, latent_context
 from .flow_matching import FlowSchedule, flow_schedule, invert_flow
 from .wan_smm import check_inversion_schedule, extract_smm_targets
 from .noise_init import DEFAULT_DOWNSAMPLE_FACTOR, check_downsample_factor, low_pass, seeded_noise
@@ -52,7 +53,6 @@ _ZEROSCOPE_ONLY = {
     "settings": "GuidanceSettings is ZeroScope's SMM guidance; pass amf=AMFSettings(...)",
     "prompt_prefix": "Wan uses the prompts as given",
     "vae_slice_size": "Wan's VAE decodes the whole latent at once",
-    "context": "temporal context windows are ZeroScope's only for now",
 }
 
 
@@ -67,6 +67,8 @@ class FlowInversion:
     source_prompt: the prompt the inversion used. model_fingerprint / model_name: the Wan that made it.
     trajectory: (K, 1, 16, F', h, w) float32 on the CPU: the inverted latents at sigmas[0 … K-1]
         (trajectory[0] equals noisiest), kept for SMM targets (invert_wan's keep_steps), or None.
+    context: the temporal context windows (video frames) the inversion ran with (None: one pass);
+        targets and sampling follow them.
     """
 
     x0: torch.Tensor
@@ -76,6 +78,7 @@ class FlowInversion:
     model_fingerprint: str = ""
     model_name: str = ""
     trajectory: torch.Tensor | None = None
+    context: ContextOptions | None = None
     #: the base model this inversion belongs to (ZeroScope's is dmt.Inversion)
     kind: ClassVar[str] = "wan"
 
@@ -86,26 +89,33 @@ class FlowInversion:
 
 
 def invert_wan(model: Wan, x0: torch.Tensor, source_prompt: str, schedule: FlowSchedule, *,
-               keep_steps: int = 0, on_step: OnStep = no_progress,
+               keep_steps: int = 0, context: ContextOptions | None = None, on_step: OnStep = no_progress,
                check_interrupt: CheckInterrupt = never_interrupt) -> FlowInversion:
     """Euler inversion of `x0` (1, 16, F', h, w) up `schedule` with the source prompt (no CFG).
 
     keep_steps: K, 0 to N: also keep the latents at sigmas[0 … K-1] (the first K sampling steps'
         starting points) as `trajectory` on the CPU, for SMM targets; 0 keeps none.
+    context: temporal context windows (video frames; None: one pass): each velocity is the
+        windows' velocities fused per latent frame (dmt.transfer.context).
     on_step: ("inversion", i, N, latent) per step. Returns FlowInversion with x0 and the latent
     at schedule.sigmas[0], both float32 on the model's device.
     """
     if isinstance(keep_steps, bool) or not isinstance(keep_steps, int) or not 0 <= keep_steps <= schedule.num_steps:
         raise InputError(f"keep_steps must be a whole number from 0 to {schedule.num_steps}; got {keep_steps!r}.")
+    windows = latent_context(context, TEMPORAL_FACTOR)  # refuses a window shorter than 2 latent frames
     text = encode_prompt(model, source_prompt)
     scale = float(schedule.num_train_timesteps)
     x0 = x0.detach().to(model.device, torch.float32)
+
+    def velocity(x: torch.Tensor, sigma: float) -> torch.Tensor:
+        return fused_prediction(lambda xw: predict_velocity(model, xw, sigma * scale, text), x, windows)
+
     with evaluation():
-        path = invert_flow(lambda x, sigma: predict_velocity(model, x, sigma * scale, text), x0, schedule,
-                           on_step=on_step, check_interrupt=check_interrupt)
+        path = invert_flow(velocity, x0, schedule, on_step=on_step, check_interrupt=check_interrupt)
     kept = torch.stack([x.cpu() for x in path[:keep_steps]]) if keep_steps else None
     return FlowInversion(x0=x0, noisiest=path[0], sigmas=schedule.sigmas.clone(), source_prompt=source_prompt,
-                         model_fingerprint=model.fingerprint, model_name=model.name, trajectory=kept)
+                         model_fingerprint=model.fingerprint, model_name=model.name, trajectory=kept,
+                         context=context)
 
 
 def flow_init(inversion: FlowInversion, init: str = DEFAULT_WAN_INIT, seed: int = 0,
@@ -174,7 +184,8 @@ def check_wan_inversion(model: Wan, inversion: object,
 def transfer_wan(model: Wan, frames: torch.Tensor | None, source_prompt: str, target_prompt: str, *,
                  amf: AMFSettings | None, init: str | None, negative_prompt: str, seed: int,
                  downsample_factor: int, inversion: FlowInversion | None, on_step: OnStep,
-                 check_interrupt: CheckInterrupt, low_memory: bool = False) -> dict[str, Any]:
+                 check_interrupt: CheckInterrupt, low_memory: bool = False,
+                 context: ContextOptions | None = None) -> dict[str, Any]:
     """Run the Wan transfer; returns the fields of a TransferResult (frames, inversion, targets,
     init_latent, sample). Arguments as `dmt.transfer.pipeline.transfer`.
 
@@ -189,7 +200,8 @@ def transfer_wan(model: Wan, frames: torch.Tensor | None, source_prompt: str, ta
     if not low_memory:
         return _transfer_wan(model, frames, source_prompt, target_prompt, amf=amf, init=init,
                              negative_prompt=negative_prompt, seed=seed, downsample_factor=downsample_factor,
-                             inversion=inversion, on_step=on_step, check_interrupt=check_interrupt)
+                             inversion=inversion, on_step=on_step, check_interrupt=check_interrupt,
+                             context=context)
     compute, idle = model.device, torch.device("cpu")
     settings = AMFSettings() if amf is None else amf
     if isinstance(settings, AMFSettings):
@@ -202,13 +214,14 @@ def transfer_wan(model: Wan, frames: torch.Tensor | None, source_prompt: str, ta
         return _transfer_wan(model, frames, source_prompt, target_prompt, amf=amf, init=init,
                              negative_prompt=negative_prompt, seed=seed, downsample_factor=downsample_factor,
                              inversion=inversion, on_step=on_step, check_interrupt=check_interrupt,
-                             vae_device=compute)
+                             vae_device=compute, context=context)
 
 
 def _transfer_wan(model: Wan, frames: torch.Tensor | None, source_prompt: str, target_prompt: str, *,
                   amf: AMFSettings | None, init: str | None, negative_prompt: str, seed: int,
                   downsample_factor: int, inversion: FlowInversion | None, on_step: OnStep,
-                  check_interrupt: CheckInterrupt, vae_device: torch.device | None = None) -> dict[str, Any]:
+                  check_interrupt: CheckInterrupt, vae_device: torch.device | None = None,
+                  context: ContextOptions | None = None) -> dict[str, Any]:
     """transfer_wan's stages; vae_device: where the VAE works (None: where it is)."""
     def vae_at_work():
         return contextlib.nullcontext() if vae_device is None else on_device(model.vae, vae_device)
@@ -225,6 +238,7 @@ def _transfer_wan(model: Wan, frames: torch.Tensor | None, source_prompt: str, t
     if not isinstance(target_prompt, str) or not target_prompt.strip():
         raise InputError("The target prompt is empty: describe what the new video should show.")
     settings.check_blocks(model)  # a missing block is refused before the slow stages
+    latent_context(context, TEMPORAL_FACTOR)  # and a context window too short for Wan
     schedule = flow_schedule(model.scheduler, settings.num_steps)
     if inversion is None:
         checkpoint(check_interrupt)
@@ -234,22 +248,23 @@ def _transfer_wan(model: Wan, frames: torch.Tensor | None, source_prompt: str, t
             x0 = encode_video(model, frames).to(model.device)
         on_step("encode", 1, 1, None)
         inversion = FlowInversion(x0=x0, source_prompt=source_prompt, model_fingerprint=model.fingerprint,
-                                  model_name=model.name)
+                                  model_name=model.name, context=context)
     else:
         inversion = check_wan_inversion(model, inversion)
+        check_same_windows(inversion.context, context, inversion.num_frames, "inversion")
     keep = settings.num_guided() if settings.guidance == "smm" else 0
     if init != "noise" or keep:
         if inversion.noisiest is not None:
             check_inversion_schedule(inversion.sigmas, schedule)
         kept = 0 if inversion.trajectory is None else inversion.trajectory.shape[0]
         if inversion.noisiest is None or kept < keep:  # SMM needs the guided steps' latents: invert (again)
-            inversion = invert_wan(model, inversion.x0, source_prompt, schedule,
-                                   keep_steps=keep, on_step=on_step, check_interrupt=check_interrupt)
+            inversion = invert_wan(model, inversion.x0, source_prompt, schedule, keep_steps=keep,
+                                   context=inversion.context, on_step=on_step, check_interrupt=check_interrupt)
     if settings.guidance == "smm":
         targets = extract_smm_targets(model, inversion, settings, on_step=on_step, check_interrupt=check_interrupt)
     else:
-        targets = extract_amf_targets(model, inversion.x0, source_prompt, settings, on_step=on_step,
-                                      check_interrupt=check_interrupt)
+        targets = extract_amf_targets(model, inversion.x0, source_prompt, settings, context=inversion.context,
+                                      on_step=on_step, check_interrupt=check_interrupt)
     init_latent = flow_init(inversion, init, seed, downsample_factor)
     sample = amf_guided_sample(model, targets, init_latent, target_prompt, negative_prompt, settings,
                                on_step=on_step, check_interrupt=check_interrupt)

@@ -98,7 +98,7 @@ def test_bad_inputs_give_messages(tiny_model_dir, video, tmp_path, capsys):
 def test_help_documents_defaults():
     out = subprocess.run([sys.executable, "-m", "dmt", "transfer", "--help"], cwd=REPO, capture_output=True,
                          text=True, check=True).stdout
-    for text in ("default: 999", "default: 50", "default: 576", "default: 320", "default: 24", "default: 10.0",
+    for text in ("default: 999", "default: 50", "default: 576", "default: 320", "default 24 on ZeroScope", "default: 10.0",
                  "0.007", "cerspense/zeroscope_v2_576w", "CC BY-NC 4.0"):
         assert text in out, text
 

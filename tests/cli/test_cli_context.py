@@ -44,9 +44,9 @@ def test_long_video_in_windows_keeps_fps_and_refuses_other_schedule(tiny_model_d
 
 @pytest.mark.parametrize("extra,message", [
     (["--context-length", "8", "--context-overlap", "8"], "must be smaller than the context length"),
-    (["--context-length", "1"], "--context-length is 1: it must be 0 (no windows) or a whole number from 2 to 64"),
-    (["--context-length", "200"], "--context-length is 200: it must be 0 (no windows) or a whole number from 2 to 64"),
-    (["--context-overlap", "-2"], "--context-overlap is -2: it must be a whole number from 0 to 63 (default 8)"),
+    (["--context-length", "1"], "--context-length is 1: it must be 0 (no windows) or a whole number from 2 to 81"),
+    (["--context-length", "200"], "--context-length is 200: it must be 0 (no windows) or a whole number from 2 to 81"),
+    (["--context-overlap", "-2"], "--context-overlap is -2: it must be a whole number from 0 to 80 (default 8)"),
 ])
 def test_bad_context_options_fail_before_loading(extra, message, tmp_path, capsys):
     code = main(["transfer", "--video", str(tmp_path / "missing.mp4"), "--target-prompt", "x",

@@ -36,7 +36,7 @@ def test_a_wan_folder_runs_the_attention_flow_transfer(wan_dir, src, tmp_path):
 @pytest.mark.parametrize("extra, named", [
     (["--inversion-steps", "10"], "--inversion-steps"),
     (["--optimization-steps", "3"], "--optimization-steps"),
-    (["--context-length", "0"], "--context-length"),
+    (["--no-restart"], "--no-restart"),
     (["--loss", "l2"], "--loss"),
 ])
 def test_zeroscope_only_options_are_refused_by_name(wan_dir, src, tmp_path, capsys, extra, named):
@@ -89,6 +89,7 @@ def test_bad_frames_and_sizes_name_the_valid_ones(wan_dir, src, tmp_path, capsys
 
 def test_frame_count_and_source_detection(wan_dir, tiny_model_dir):
     assert wan_frame_count(12, None) == 9 and wan_frame_count(100, None) == 33 and wan_frame_count(5, None) == 5
+    assert wan_frame_count(100, 0) == 97  # 0: all frames (the largest 4k + 1)
     with pytest.raises(InputError, match="at least 5"):
         wan_frame_count(4, None)
     assert is_wan_source(str(wan_dir)) and not is_wan_source(tiny_model_dir)
@@ -115,3 +116,19 @@ def test_positions_are_optimised_saved_and_reused_by_generate(wan_dir, src, tmp_
     assert main(["transfer", "--model", tiny_model_dir, "--video", str(src), "--target-prompt", "a ball", "--width",
                  "64", "--height", "64", "--optimise", "positions", "--out", str(tmp_path / "z.mp4")]) == 2
     assert "ZeroScope has none" in capsys.readouterr().err
+
+
+def test_context_windows_on_wan_are_given_in_video_frames(wan_dir, tmp_path, capsys):
+    long_src = tmp_path / "long.mp4"
+    write_video(long_src, make_clip("circle", "red", "ball", num_frames=25, height=64, width=64).frames, 8.0)
+    code, out = _run(wan_dir, long_src, tmp_path, "--num-frames", "0", "--context-length", "9",
+                     "--context-overlap", "5")
+    assert code == 0 and _frames(out).shape[0] == 25
+    assert "5 windows of 3 latent frames" in capsys.readouterr().err
+    code, plain = _run(wan_dir, long_src, tmp_path, "--num-frames", "0", name="plain.mp4")  # off unless given
+    assert code == 0 and "windows" not in capsys.readouterr().err
+    code, _ = _run(wan_dir, long_src, tmp_path, "--context-overlap", "5", name="x.mp4")
+    assert code == 2 and "on Wan are on only with --context-length" in capsys.readouterr().err
+    code, _ = _run(wan_dir, long_src, tmp_path, "--num-frames", "0", "--context-length", "4",
+                     "--context-overlap", "0", name="y.mp4")
+    assert code == 2 and "at least 5 frames" in capsys.readouterr().err

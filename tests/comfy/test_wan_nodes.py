@@ -199,3 +199,26 @@ def test_positions_are_optimised_saved_loaded_and_reused_by_text_to_video(server
                    "inputs": {"positions": [find(empty, "DMTGuidedSampler")[0], 2], "name": "none"}}
     err = error_of(server.run(empty))
     assert "No positions to save" in err["exception_message"], err
+
+
+def test_context_windows_run_on_wan_and_the_sampler_follows_them(server, object_info):
+    from dmt.io.video import write_video
+    from dmt.toyworld.world import make_clip
+
+    path = server.base / "input" / "wan_long.mp4"
+    if not path.exists():  # 17 frames = 5 latent frames
+        write_video(path, make_clip("circle", "red", "ball", num_frames=17, height=64, width=64).frames, 8.0)
+    prompt = wan_prompt(object_info, DMTInvertVideo={"frame_count": 0}, LoadVideo={"file": path.name})
+    (inv,), (sampler,) = find(prompt, "DMTInvertVideo"), find(prompt, "DMTGuidedSampler")
+    # windows of 9 frames (3 latent frames) sharing 5 (2): 3 windows; only Invert is connected
+    prompt["980"] = {"class_type": "DMTContextOptions",
+                     "inputs": {"context_length": 9, "context_overlap": 5, "fuse": "pyramid"}}
+    prompt[inv]["inputs"]["context"] = ["980", 0]
+    assert frames(server, ok(server.run(prompt))).shape == (17, 64, 64, 3)
+    other = copy.deepcopy(prompt)
+    other["981"] = {"class_type": "DMTContextOptions",
+                    "inputs": {"context_length": 9, "context_overlap": 1, "fuse": "pyramid"}}
+    other[sampler]["inputs"]["context"] = ["981", 0]
+    err = error_of(server.run(other))
+    assert err["node_type"] == "DMTGuidedSampler" and err["exception_type"].endswith("InversionMismatchError")
+    assert "overlap 5" in err["exception_message"] and "overlap 1" in err["exception_message"], err

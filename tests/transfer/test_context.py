@@ -122,9 +122,9 @@ def test_options_round_trip_and_hashable():
 @pytest.mark.parametrize("kwargs,message", [
     ({"length": 8, "overlap": 8}, "overlap 8 must be smaller than the context length 8"),
     ({"length": 8, "overlap": 12}, "must be smaller than the context length"),
-    ({"length": 1, "overlap": 0}, r"too short.*valid: 2-64"),
+    ({"length": 1, "overlap": 0}, r"too short.*valid: 2-81"),
     ({"length": 0, "overlap": 0}, r"too short"),
-    ({"length": MAX_CONTEXT_LENGTH + 1}, r"trained on 24-frame clips. Use 2-64"),
+    ({"length": MAX_CONTEXT_LENGTH + 1}, r"24-frame clips, Wan 2.1 on 81. Use 2-81"),
     ({"overlap": -1}, ">= 0"),
     ({"stride": 2}, "stride 2 is not supported"),
     ({"closed_loop": True}, "Closed-loop"),

@@ -223,8 +223,6 @@ def test_zeroscope_options_are_refused_on_wan_and_wan_options_on_zeroscope(wan, 
     with pytest.raises(dmt.InputError, match=r"settings=GuidanceSettings.*pass amf=AMFSettings") as err:
         _run(wan, settings=dmt.GuidanceSettings(guidance_scale=3.0), num_steps=10)
     assert "num_steps=10" in str(err.value)
-    with pytest.raises(dmt.InputError, match="context"):
-        _run(wan, context=dmt.ContextOptions())
     with pytest.raises(dmt.InputError, match="amf"):
         dmt.transfer(tiny_model, _clip(), "a square", "a red ball", amf=QUICK)
     with pytest.raises(dmt.InputError, match="wan_init"):
