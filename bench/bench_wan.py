@@ -16,6 +16,9 @@ GPU at the 1.3B configuration (random weights, bf16), the issue's target of <= 1
     python bench/bench_wan.py --size full --device cuda --dtype bfloat16 --width 832 --height 480 \
         --frames 33 81 --steps 50 --json /tmp/wan_gpu.json
     (add --low-memory 1 for the low-memory mode: prompts first, components parked, checkpointed step)
+Long videos in temporal context windows (video frames; each window runs alone, so the peak follows
+the window, not the video):
+    python bench/bench_wan.py --size tiny --frames 17 33 65 --context-length 17 --context-overlap 8
 """
 
 from __future__ import annotations
@@ -55,8 +58,9 @@ def one_edit(args: argparse.Namespace) -> dict:
     clip = make_clip("circle", "red", "ball", num_frames=args.one, height=args.height, width=args.width).frames
     settings = AMFSettings(num_steps=args.steps, chunk=args.chunk)
     t0 = time.perf_counter()
+    context = dmt.ContextOptions(length=args.context_length, overlap=args.context_overlap) if args.context_length else None
     result = dmt.transfer(model, clip, "a red ball", "a blue square", seed=0, amf=settings,
-                          low_memory=bool(args.low_memory))
+                          low_memory=bool(args.low_memory), context=context)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
@@ -89,6 +93,9 @@ def main() -> int:
     p.add_argument("--low-memory", "--low_memory", dest="low_memory", type=int, choices=(0, 1), default=0,
                    help="1: low_memory=True (prompts encoded first, text encoder and VAE parked, the guided step "
                    "checkpointed)")
+    p.add_argument("--context-length", "--context_length", dest="context_length", type=int, default=0,
+                   help="context windows of this many video frames (0: none, one pass)")
+    p.add_argument("--context-overlap", "--context_overlap", dest="context_overlap", type=int, default=8)
     p.add_argument("--json", default=None)
     p.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # internal: one edit, JSON on stdout
     args = p.parse_args()
@@ -115,7 +122,8 @@ def main() -> int:
             rows.append(json.loads(line[0][7:]))
     mem = "peak_bytes" if args.device.startswith("cuda") else "peak_above_load_bytes"
     print(f"Wan ({args.size}, random weights) {args.width}x{args.height}, {args.steps} steps, {args.device} "
-          f"{args.dtype}, {args.threads} thread(s), low_memory={bool(args.low_memory)}, {platform.node()}, "
+          f"{args.dtype}, {args.threads} thread(s), low_memory={bool(args.low_memory)}, context "
+          f"{args.context_length or 'none'}/{args.context_overlap}, {platform.node()}, "
           f"{time.strftime('%Y-%m-%d')}")
     print("| frames | latent frames | tokens/latent frame | flow pairs | flow chunk MB | seconds | peak MB |")
     print("|---|---|---|---|---|---|---|")
