@@ -88,7 +88,10 @@ def inversion_key(job: Job, video_sha: str, model_sha: str, dtype: str) -> str:
 
 def result_key(job: Job, inv_key: str) -> str:
     settings = {k: v for k, v in job.options.items() if k not in ("video", "gradient_checkpointing", "low_memory")}
-    # gradient checkpointing / low memory give the same result: not part of the key.
+    # gradient checkpointing / low memory give the same result: not part of the key; the guidance
+    # choice only when given (keys of batches from before it was a job key stay valid).
+    if settings.get("guidance") == "auto":
+        del settings["guidance"]
     return _digest({"v": KEY_VERSION, "kind": "result", "inversion": inv_key, "name": job.name,
                     **settings})
 

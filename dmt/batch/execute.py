@@ -8,6 +8,7 @@ setting): it returns a results row with status "failed" and the message.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import os
 import platform
@@ -48,13 +49,23 @@ class PlannedJob:
     finished: dict | None = None  # stored row when the job is already done
 
 
+def model_kind(folder: str | Path) -> str:
+    """"wan" for a Wan folder, else "zeroscope" (what `resolve_model` gives is one or the other)."""
+    from ..models.folders import identify_folder
+
+    return "wan" if identify_folder(Path(folder)).kind == "wan" else "zeroscope"
+
+
 def resolve_model(source: str) -> str:
-    """A local model folder for `source` (a folder, or a hub repo id fetched like `transfer` does)."""
+    """A local model folder for `source` (a ZeroScope or Wan folder, or a hub repo id fetched like
+    `transfer` does)."""
+    from ..cli.transfer_wan import is_wan_source
+    from ..models.wan import WAN_DOWNLOAD_PATTERNS, wan_missing_files
     from ..models.zeroscope import missing_files
 
     path = Path(source).expanduser()
     if path.is_dir():
-        missing = missing_files(path)
+        missing = (wan_missing_files if model_kind(path) == "wan" else missing_files)(path)
         if missing:
             raise ModelLoadError(f"Model folder '{source}' is incomplete; missing: {', '.join(missing)}.")
         return str(path.resolve())
@@ -62,13 +73,15 @@ def resolve_model(source: str) -> str:
         raise ModelLoadError(f"Model path '{source}' is a file; give the diffusers folder that holds unet/, vae/, ...")
     looks_like_repo = source.count("/") == 1 and not source.startswith((".", "/", "~"))
     if not looks_like_repo:
-        raise ModelLoadError(f"Model folder '{source}' does not exist. Give a ZeroScope diffusers folder or a hub repo id.")
+        raise ModelLoadError(f"Model folder '{source}' does not exist. Give a ZeroScope or Wan diffusers folder or a "
+                             f"hub repo id.")
     from huggingface_hub import snapshot_download
 
     from ..models.zeroscope import DOWNLOAD_PATTERNS
 
     try:
-        return snapshot_download(source, allow_patterns=DOWNLOAD_PATTERNS)
+        return snapshot_download(source, allow_patterns=list(WAN_DOWNLOAD_PATTERNS if is_wan_source(source)
+                                                             else DOWNLOAD_PATTERNS))
     except Exception as exc:  # noqa: BLE001 - any hub failure is a user-facing load error
         raise ModelLoadError(f"Could not fetch '{source}' from the Hugging Face hub: {type(exc).__name__}: {exc}. "
                              f"Download it once into a folder and pass that folder.") from exc
@@ -78,8 +91,41 @@ def default_dtype(device: str) -> str:
     return "float16" if torch.device(device).type == "cuda" else "float32"
 
 
+def for_model(jobs: list[Job], kind: str) -> list[Job]:
+    """The jobs as the batch's model runs them. ZeroScope: unchanged. Wan: the options a line did
+    not give take Wan's defaults as `transfer` gives them (no context windows, CFG 5; the frame
+    count, not given, is chosen at run time: the largest 4k + 1 up to 33), so the cache keys hold
+    what runs. InputError (every line at once, before anything runs) for a line that gives a
+    ZeroScope-only option to Wan, or attention-flow guidance to ZeroScope."""
+    from ..cli.transfer_wan import WAN_GUIDANCE_SCALE, ZEROSCOPE_ONLY
+
+    problems, out = [], []
+    for job in jobs:
+        if kind != "wan":
+            if job.options.get("guidance") == "attention_flow":
+                problems.append(f"line {job.line}: 'guidance' attention_flow reads a Wan transformer's attention; "
+                                f"the batch model is ZeroScope (use 'smm' or 'auto')")
+            out.append(job)
+            continue
+        zs = sorted(k for k in ZEROSCOPE_ONLY if k in job.given or (k == "preset" and job.options.get("preset")))
+        if zs:
+            problems.append(f"line {job.line}: {', '.join(map(repr, zs))} {'is' if len(zs) == 1 else 'are'} "
+                            f"ZeroScope's; the batch model is Wan (leave {'it' if len(zs) == 1 else 'them'} out)")
+        options = dict(job.options)
+        if "context_length" not in job.given:
+            options["context_length"] = 0
+        if "guidance_scale" not in job.given:
+            options["guidance_scale"] = WAN_GUIDANCE_SCALE
+        out.append(dataclasses.replace(job, options=options))
+    if problems:
+        raise InputError(f"{len(problems)} job(s) cannot run on this model; nothing was run:\n  " + "\n  ".join(problems))
+    return out
+
+
 def plan(jobs: list[Job], settings: BatchSettings) -> list[PlannedJob]:
-    """Keys of every job and which are finished (DIR/cache/results marker + output present)."""
+    """Keys of every job (as the model runs it: `for_model`) and which are finished (DIR/cache/
+    results marker + output present)."""
+    jobs = for_model(jobs, model_kind(settings.model))
     cache = BatchCache(settings.out_dir)
     digests: dict[str, str] = {}
     planned = []
@@ -127,9 +173,11 @@ class JobExecutor:
     def load(self):
         if self.model is None:
             from ..models.threads import set_threads_for
+            from ..models.wan import load_wan
             from ..models.zeroscope import load_zeroscope
 
-            self.model = load_zeroscope(self.settings.model, self.settings.dtype, self._device())
+            loader = load_wan if model_kind(self.settings.model) == "wan" else load_zeroscope
+            self.model = loader(self.settings.model, self.settings.dtype, self._device())
             set_threads_for(self.model, self.settings.threads)
         return self.model
 
@@ -171,42 +219,54 @@ class JobExecutor:
         return row
 
     def _run(self, pj: PlannedJob, model, row: dict) -> None:
-        from ..cli.transfer import context_from_args, guidance_from_options
+        from ..cli.transfer import GUIDANCE_CHOICES, context_from_args, guidance_from_options
+        from ..cli.transfer_wan import wan_frame_count
         from ..io.video import read_video, write_video
         from ..models.latents import UP_TO_NATIVE, prepare_frames
         from ..transfer import pipeline
+        from ..transfer.amf_guidance import AMFSettings
         from ..transfer.inversion import invert_video
+        from ..transfer.wan_stages import invert_wan_video
         from .cache import atomic_path
 
         o, cache = pj.job.options, self.cache
-        settings = guidance_from_options(o)
+        wan = getattr(model, "kind", "zeroscope") == "wan"
         context = context_from_args(argparse.Namespace(**{k: o[k] for k in ("context_length", "context_overlap",
                                                                               "context_fuse")}))
         t = time.perf_counter()
         clip = read_video(pj.job.video)
-        # as the transfer command: unset = up to ZeroScope's 24 frames, 0 = every frame
-        count = UP_TO_NATIVE if o["num_frames"] is None else (o["num_frames"] or None)
+        if wan:  # as the transfer command: 4k + 1 frames, unset = up to 33, 0 = every frame
+            count = wan_frame_count(len(range(o["start"], clip.frames.shape[0], o["stride"])), o["num_frames"])
+        else:  # unset = up to ZeroScope's 24 frames, 0 = every frame
+            count = UP_TO_NATIVE if o["num_frames"] is None else (o["num_frames"] or None)
         frames = prepare_frames(clip.frames, o["width"], o["height"], count, o["start"], o["stride"])
         fps = o["fps"] or clip.fps
         inversion = cache.load_inversion(pj.inversion_key, model, o["inversion_steps"], o["steps"])
         row["inversion"] = "cached"
         if inversion is None:
             with torch.inference_mode(False):
-                # keep_all: jobs on this video may use other guidance windows
-                inversion = invert_video(model, frames, o["source_prompt"], o["inversion_steps"], o["steps"],
-                                         prompt_prefix=o["prompt_prefix"], context=context, keep_all=True)
+                # every sampling step's latent kept: jobs on this video may guide other steps
+                if wan:
+                    inversion = invert_wan_video(model, frames, o["source_prompt"], o["steps"], context=context)
+                else:
+                    inversion = invert_video(model, frames, o["source_prompt"], o["inversion_steps"], o["steps"],
+                                             prompt_prefix=o["prompt_prefix"], context=context, keep_all=True)
             cache.save_inversion(pj.inversion_key, inversion)
             self.inversions_computed += 1
             row["inversion"] = "computed"
         row["seconds_inversion"] = round(time.perf_counter() - t, 3)
         t = time.perf_counter()
-        result = pipeline.transfer(
-            model, frames, o["source_prompt"], o["target_prompt"], negative_prompt=o["negative_prompt"],
-            seed=o["seed"], num_steps=o["steps"], num_inversion_steps=o["inversion_steps"],
-            guidance_window=tuple(o["guidance_window"]), downsample_factor=o["downsample_factor"],
-            settings=settings, prompt_prefix=o["prompt_prefix"], inversion=inversion, low_memory=o["low_memory"],
-            context=context,
-        )
+        shared = dict(negative_prompt=o["negative_prompt"], seed=o["seed"], downsample_factor=o["downsample_factor"],
+                      inversion=inversion, low_memory=o["low_memory"], context=context)
+        if wan:
+            amf = AMFSettings(num_steps=o["steps"], guidance_scale=o["guidance_scale"],
+                              guidance=GUIDANCE_CHOICES[o["guidance"]] or "amf")
+            result = pipeline.transfer(model, None, o["source_prompt"], o["target_prompt"], amf=amf, **shared)
+        else:
+            result = pipeline.transfer(
+                model, frames, o["source_prompt"], o["target_prompt"], num_steps=o["steps"],
+                num_inversion_steps=o["inversion_steps"], guidance_window=tuple(o["guidance_window"]),
+                settings=guidance_from_options(o), prompt_prefix=o["prompt_prefix"], **shared)
         row["seconds_transfer"] = round(time.perf_counter() - t, 3)
         out = cache.output_path(pj.job)
         with atomic_path(out) as tmp:
@@ -243,5 +303,5 @@ def finished_row(pj: PlannedJob) -> dict:
     return {**pj.finished, "cached": True, "line": pj.job.line}
 
 
-__all__ = ["BatchSettings", "PlannedJob", "JobExecutor", "plan", "resolve_model", "default_dtype",
+__all__ = ["BatchSettings", "PlannedJob", "JobExecutor", "plan", "for_model", "model_kind", "resolve_model", "default_dtype",
            "base_row", "finished_row", "frames_digest"]

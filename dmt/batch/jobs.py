@@ -28,7 +28,11 @@ from ..settings import TRANSFER, Setting
 #: The job keys (besides `name`): every setting of the `transfer` command, taken from the library's
 #: table (dmt.settings.TRANSFER), so a new transfer option is a job key with the same default and
 #: range. The transfer options that are no job keys are NOT_JOB_OPTIONS.
-JOB_OPTIONS: tuple[str, ...] = tuple(TRANSFER)
+#: job keys beyond the table: the `transfer` command's --guidance (a Wan batch's choice)
+EXTRA_JOB_SETTINGS: dict[str, Setting] = {"guidance": Setting(
+    "guidance", str, "auto", "what the motion guidance matches: attention_flow (DiTFlow's; Wan only) or smm "
+    "(the paper's); auto = attention_flow on Wan, smm on ZeroScope", choices=("auto", "smm", "attention_flow"))}
+JOB_OPTIONS: tuple[str, ...] = tuple(TRANSFER) + tuple(EXTRA_JOB_SETTINGS)
 #: transfer options that are not job keys, with the reason (shown when a job uses one).
 NOT_JOB_OPTIONS = {
     "out": "the batch writes DIR/<name>.mp4; use `name`",
@@ -40,16 +44,15 @@ NOT_JOB_OPTIONS = {
     "frames_dir": "not supported in batches",
     "save_inversion": "the batch caches inversions in DIR/cache/ itself",
     "load_inversion": "the batch caches inversions in DIR/cache/ itself",
-    "guidance": "batches run ZeroScope, whose guidance is SMM",
-    "optimise": "a Wan option; batches run ZeroScope",
-    "save_positions": "a Wan option; batches run ZeroScope",
+    "optimise": "batches optimise the latent (positions are one run's file: `transfer --optimise positions`)",
+    "save_positions": "batches optimise the latent (positions are one run's file: `transfer --save-positions`)",
 }
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,119}$")
 
 
 def job_options() -> dict[str, Setting]:
     """The job keys (without `name`) with their setting (type, default, range; dmt.settings)."""
-    return dict(TRANSFER)
+    return {**TRANSFER, **EXTRA_JOB_SETTINGS}
 
 
 def known_keys() -> list[str]:
@@ -60,7 +63,7 @@ def describe_keys() -> str:
     """The job keys with their ranges and defaults, one per line (the batch command's --help)."""
     from ..settings import describe
 
-    return "\n".join(describe(TRANSFER))
+    return "\n".join(describe(job_options()))
 
 
 @dataclass(frozen=True)
@@ -69,12 +72,15 @@ class Job:
 
     line: 1-based line in the job file. name: output name (DIR/<name>.mp4). video: absolute path.
     options: every job option with its value (defaults filled in), JSON-ready.
+    given: the option keys the line gave itself (its preset's excluded): a Wan batch fills the
+        others with Wan's defaults (dmt.batch.execute.for_model).
     """
 
     line: int
     name: str
     video: str
     options: dict = field(hash=False)
+    given: frozenset = field(default=frozenset(), hash=False, compare=False)
 
     def settings(self) -> dict:
         """The options as recorded in results (everything but the video path)."""
@@ -186,7 +192,7 @@ def parse_job(obj: dict, line: int, base: Path, settings: dict[str, Setting]) ->
                         f"(no folders), at most 120 characters")
     if problems:
         return None, problems
-    return Job(line=line, name=name, video=values["video"], options=values), []
+    return Job(line=line, name=name, video=values["video"], options=values, given=frozenset(given)), []
 
 
 def load_jobs(path: str | Path) -> list[Job]:

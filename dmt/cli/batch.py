@@ -38,7 +38,8 @@ def add_batch_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("jobs", metavar="JOBS", help="JSONL job file (relative video paths are relative to its folder)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder: videos, results.*, cache/")
     p.add_argument("--model", default=DEFAULT_MODEL,
-                   help="diffusers folder or hub repo id (on a cluster: a folder on the shared filesystem)")
+                   help="ZeroScope or Wan 2.1 diffusers folder or hub repo id (on a cluster: a folder on the shared "
+                   "filesystem); on Wan every job runs the Wan transfer, with Wan's defaults for keys it does not give")
     p.add_argument("--device", default=None, help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--dtype", default=None, choices=["float16", "bfloat16", "float32"],
                    help="weights dtype (default: float16 on GPU, float32 on CPU)")

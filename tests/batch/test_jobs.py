@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from dmt.batch.jobs import JOB_OPTIONS, NOT_JOB_OPTIONS, default_name, known_keys, load_jobs
+from dmt.batch.jobs import JOB_OPTIONS, NOT_JOB_OPTIONS, default_name, job_options, known_keys, load_jobs
 from dmt.cli import build_parser, main
 from dmt.errors import InputError
 from dmt.settings import TRANSFER
@@ -112,12 +112,16 @@ def test_job_keys_are_the_transfer_options():
     parser = build_parser()
     transfer = parser.transfer_parser  # type: ignore[attr-defined]
     options = {a.dest for a in transfer._actions if a.option_strings and a.dest != "help"}
-    assert set(JOB_OPTIONS) == set(TRANSFER)
+    assert set(JOB_OPTIONS) == set(TRANSFER) | {"guidance"}  # the Wan guidance choice, --guidance
     assert set(JOB_OPTIONS) | set(NOT_JOB_OPTIONS) == options
     assert not set(JOB_OPTIONS) & set(NOT_JOB_OPTIONS)
     for action in transfer._actions:  # same defaults on the command line and in a job
-        if action.dest in TRANSFER:
+        if action.dest == "context_length":  # not given: 24 on ZeroScope, no windows on Wan (resolved per model)
+            assert action.default is None
+        elif action.dest in TRANSFER:
             assert action.default == TRANSFER[action.dest].default, action.dest
+        elif action.dest in JOB_OPTIONS:
+            assert action.default == job_options()[action.dest].default, action.dest
 
 
 def _numeric_bounds():
