@@ -31,6 +31,11 @@ MAX_FRAMES = 4096
 AUTHORS_CONSTANT_LR = 0.01    # the authors' learning rate when the decay is off
 DEFAULT_NEGATIVE_PROMPT = "bad quality, distortions, unrealistic, distorted image, watermark, signature"
 AUTHORS_PROMPT_PREFIX = "Amazing quality, masterpiece, "
+#: Wan 2.1's own defaults where they differ from ZeroScope's table: classifier-free guidance 5 (Wan's
+#: pipeline default) and at most 33 frames (4k + 1) when a run does not give a count (the 12 GB
+#: target at 480x832)
+WAN_GUIDANCE_SCALE = 5.0
+WAN_MAX_FRAMES = 33
 
 
 def _fmt(value: Any) -> str:

@@ -96,8 +96,12 @@ def for_model(jobs: list[Job], kind: str) -> list[Job]:
     not give take Wan's defaults as `transfer` gives them (no context windows, CFG 5; the frame
     count, not given, is chosen at run time: the largest 4k + 1 up to 33), so the cache keys hold
     what runs. InputError (every line at once, before anything runs) for a line that gives a
-    ZeroScope-only option to Wan, or attention-flow guidance to ZeroScope."""
-    from ..cli.transfer_wan import WAN_GUIDANCE_SCALE, ZEROSCOPE_ONLY
+    ZeroScope-only option to Wan, attention-flow guidance to ZeroScope, or context windows that
+    Wan's latent frames cannot take (fewer than 2 latent frames, an overlap covering the window)."""
+    from ..cli.transfer_wan import ZEROSCOPE_ONLY
+    from ..models.wan import TEMPORAL_FACTOR
+    from ..settings import WAN_GUIDANCE_SCALE
+    from ..transfer.context import ContextOptions, latent_context
 
     problems, out = [], []
     for job in jobs:
@@ -114,6 +118,12 @@ def for_model(jobs: list[Job], kind: str) -> list[Job]:
         options = dict(job.options)
         if "context_length" not in job.given:
             options["context_length"] = 0
+        elif options["context_length"]:
+            try:
+                latent_context(ContextOptions(options["context_length"], options["context_overlap"],
+                                              fuse=options["context_fuse"]), TEMPORAL_FACTOR)
+            except InputError as exc:
+                problems.append(f"line {job.line}: {exc}")
         if "guidance_scale" not in job.given:
             options["guidance_scale"] = WAN_GUIDANCE_SCALE
         out.append(dataclasses.replace(job, options=options))

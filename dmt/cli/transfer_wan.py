@@ -10,14 +10,11 @@ import sys
 from pathlib import Path
 
 from ..errors import InputError
-from ..settings import TRANSFER
+from ..settings import TRANSFER, WAN_GUIDANCE_SCALE, WAN_MAX_FRAMES
 
 #: options that mean something only for ZeroScope (its SMM guidance schedule, DDIM inversion)
 ZEROSCOPE_ONLY = ("inversion_steps", "guidance_window", "optimization_steps", "lr_range", "constant_lr", "no_restart",
                   "loss", "prompt_prefix", "gradient_checkpointing", "preset")
-#: Wan's own defaults where they differ from ZeroScope's table: frames (4k + 1; 33 fits 12 GB at
-#: 480x832 as the target) and classifier-free guidance
-WAN_MAX_FRAMES, WAN_GUIDANCE_SCALE = 33, 5.0
 
 
 def is_wan_source(source: str) -> bool:

@@ -43,7 +43,7 @@ from ..models.unet import frozen
 from ..models.wan import TEMPORAL_FACTOR, Wan
 from ..models.wan_ops import encode_prompt, predict_velocity
 from ..models.zeroscope import same_model
-from ..settings import DEFAULT_NEGATIVE_PROMPT
+from ..settings import DEFAULT_NEGATIVE_PROMPT, WAN_GUIDANCE_SCALE
 from .attention_flow import amf_loss, attention_flow, forward_qk, patch_grid
 from .block_features import check_block_indices, default_smm_blocks, latent_smm_loss
 from .context import ContextOptions, effective_windows, fused_prediction, latent_context, schedule_key
@@ -110,7 +110,7 @@ class AMFSettings:
     """
 
     num_steps: int = 50
-    guidance_scale: float = 5.0
+    guidance_scale: float = WAN_GUIDANCE_SCALE
     block_index: int | None = None
     temperature: float = 1.0
     window: int | None = None

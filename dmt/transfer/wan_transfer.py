@@ -31,6 +31,7 @@ from ..io.progress import CheckInterrupt, OnStep, checkpoint, never_interrupt, n
 from ..models.grad_modes import evaluation
 from ..models.wan import TEMPORAL_FACTOR, Wan
 from ..models.memory import on_device
+from ..settings import WAN_GUIDANCE_SCALE
 from ..models.wan_ops import (decode_latents, encode_prompt, encode_prompts, encode_video, predict_velocity,
                               prompt_embeddings)
 from .amf_guidance import AMFSettings, amf_guided_sample, check_made_with, check_same_windows, extract_amf_targets
@@ -206,7 +207,7 @@ def transfer_wan(model: Wan, frames: torch.Tensor | None, source_prompt: str, ta
     settings = AMFSettings() if amf is None else amf
     if isinstance(settings, AMFSettings):
         amf = dataclasses.replace(settings, gradient_checkpointing=True)
-    prompts = [source_prompt, target_prompt] + ([negative_prompt] if getattr(settings, "guidance_scale", 5.0) != 1 else [])
+    prompts = [source_prompt, target_prompt] + ([negative_prompt] if getattr(settings, "guidance_scale", WAN_GUIDANCE_SCALE) != 1 else [])
     checkpoint(check_interrupt)
     with on_device(model.transformer, idle), on_device(model.text_encoder, compute):
         embeddings = encode_prompts(model, [p for p in prompts if isinstance(p, str)])

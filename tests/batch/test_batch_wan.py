@@ -76,3 +76,20 @@ def test_zeroscope_options_on_wan_and_attention_flow_on_zeroscope_are_refused_be
     assert "line 3" not in msg and not (tmp_path / "out" / "cache" / "inversions").exists()
     with pytest.raises(dmt.InputError, match="line 3: 'guidance' attention_flow reads a Wan"):
         run_batch(jobs, tiny_model_dir, tmp_path / "zs", device="cpu", dtype="float32", progress=False)
+
+
+def test_context_windows_too_short_for_wans_latent_frames_are_refused_before_running(wan_dir, wan_video, tmp_path):
+    """Windows are checked in latent frames (4 video frames each after the first) at plan time, so a
+    batch never stops at its Nth job over a window that could never run."""
+    jobs = write_jobs(tmp_path / "ctx.jsonl", [
+        {"video": str(wan_video), **WAN_JOB, "context_length": 5, "context_overlap": 1},
+        {"video": str(wan_video), **WAN_JOB, "context_length": 4, "context_overlap": 1, "seed": 1},
+        {"video": str(wan_video), **WAN_JOB, "context_length": 8, "context_overlap": 6, "seed": 2},
+    ])
+    with pytest.raises(dmt.InputError) as err:
+        run_batch(jobs, str(wan_dir), tmp_path / "out", device="cpu", dtype="float32", progress=False)
+    msg = str(err.value)
+    assert "2 job(s) cannot run" in msg and "line 1" not in msg
+    assert "line 2: Context length 4 frames is 1 latent frame" in msg
+    assert "line 3: Context overlap 6 frames is 2 latent frames" in msg
+    assert not (tmp_path / "out" / "cache" / "inversions").exists()
