@@ -34,6 +34,17 @@ def assert_same_state(before: dict, after: dict) -> None:
     assert all(torch.equal(a, b) for a, b in zip(before["weights"], after["weights"]))
 
 
+def sliding_square_clip(num_frames: int, height: int, width: int, step: int, seed: int = 0) -> torch.Tensor:
+    """A bright 12x12 square moving right by `step` px a frame (wrapping) over a dim random
+    background, the clip of the Wan transfer tests: (F, H, W, 3) in [0, 1]."""
+    gen = torch.Generator().manual_seed(seed)
+    video = torch.rand(num_frames, height, width, 3, generator=gen) * 0.3
+    for i in range(num_frames):
+        x = 2 + step * i % (width - 12)
+        video[i, 8:20, x:x + 12] = 0.9
+    return video
+
+
 def moving_square_clip(num_frames: int = FRAMES, size: int = SIZE, seed: int = 0) -> torch.Tensor:
     """A textured square moving diagonally over a textured background: (F, size, size, 3) in [0, 1]."""
     g = torch.Generator().manual_seed(seed)

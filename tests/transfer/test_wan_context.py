@@ -17,19 +17,16 @@ from dmt.transfer.inversion_files import load_inversion, save_inversion
 from dmt.transfer.wan_stages import extract_wan_targets, invert_wan_video, wan_guided_sample
 from dmt.transfer.wan_transfer import flow_init
 
+from helpers import sliding_square_clip
+
 QUICK = AMFSettings(num_steps=5)  # 1 guided step of 5 Adam iterations
 #: 9 video frames = 3 latent frames per window, neighbours sharing 2 (5 frames)
 WINDOWS = ContextOptions(length=9, overlap=5)
 
 
 def _clip(frames: int = 25, height: int = 32, width: int = 48, seed: int = 0) -> torch.Tensor:
-    """A bright square moving right over a random background: (F, H, W, 3) in [0, 1]."""
-    gen = torch.Generator().manual_seed(seed)
-    video = torch.rand(frames, height, width, 3, generator=gen) * 0.3
-    for i in range(frames):
-        x = 2 + 2 * i % (width - 12)
-        video[i, 8:20, x:x + 12] = 0.9
-    return video
+    """A bright square moving right by 2 px a frame over a random background: (F, H, W, 3) in [0, 1]."""
+    return sliding_square_clip(frames, height, width, 2, seed)
 
 
 def _run(wan, **kw) -> dmt.TransferResult:

@@ -20,6 +20,8 @@ from dmt.transfer.flow_matching import flow_schedule
 from dmt.transfer.wan_smm import extract_smm_targets
 from dmt.transfer.wan_transfer import FlowInversion, invert_wan
 
+from helpers import sliding_square_clip
+
 STEPS = 5
 SMM = AMFSettings(num_steps=STEPS, guidance="smm")  # 1 guided step of 5 Adam iterations, blocks (0, 1)
 LATENT = (1, 16, 3, 4, 4)  # 9 frames of 32x32
@@ -27,12 +29,7 @@ LATENT = (1, 16, 3, 4, 4)  # 9 frames of 32x32
 
 def _clip(frames: int = 9, size: int = 32, seed: int = 0) -> torch.Tensor:
     """A bright square moving right by 3 px a frame over a dim random background: (F, H, W, 3) in [0, 1]."""
-    gen = torch.Generator().manual_seed(seed)
-    video = torch.rand(frames, size, size, 3, generator=gen) * 0.3
-    for i in range(frames):
-        x = 2 + 3 * i % (size - 12)
-        video[i, 8:20, x:x + 12] = 0.9
-    return video
+    return sliding_square_clip(frames, size, size, 3, seed)
 
 
 def _run(wan, **kw) -> dmt.TransferResult:

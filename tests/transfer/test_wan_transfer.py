@@ -16,18 +16,15 @@ from dmt.transfer.amf_guidance import (AMFSampleResult, AMFSettings, AMFTargets,
                                        extract_amf_targets, latent_amf_loss)
 from dmt.transfer.wan_transfer import FlowInversion, flow_init
 
+from helpers import sliding_square_clip
+
 STEPS = 5
 QUICK = AMFSettings(num_steps=STEPS)  # 1 guided step of 5 Adam iterations
 
 
 def _clip(frames: int = 9, height: int = 32, width: int = 48, seed: int = 0) -> torch.Tensor:
     """A bright square moving right by 4 px a frame over a random background: (F, H, W, 3) in [0, 1]."""
-    gen = torch.Generator().manual_seed(seed)
-    video = torch.rand(frames, height, width, 3, generator=gen) * 0.3
-    for i in range(frames):
-        x = 2 + 4 * i % (width - 12)
-        video[i, 8:20, x:x + 12] = 0.9
-    return video
+    return sliding_square_clip(frames, height, width, 4, seed)
 
 
 def _run(wan, **kw) -> dmt.TransferResult:
