@@ -5,7 +5,7 @@ shipped as `example_inputs/dmt_example_car.mp4` is made by
 
     python -m dmt.io.example_clip example_inputs/dmt_example_car.mp4
 
-24 frames of 576×320 (ZeroScope's native size) at 8 fps, h264 (yuv420p) via PyAV: about 25 KB.
+24 frames of 576×320 (ZeroScope's native size) at 8 fps, h264 (yuv420p) via `write_video`: about 9 KB.
 The scene is deterministic; only the h264 encoding rounds the colours.
 """
 
@@ -59,25 +59,11 @@ def example_frames(num_frames: int = NUM_FRAMES, width: int = WIDTH, height: int
 
 
 def write_example_clip(path: str | Path, frames: torch.Tensor | None = None, fps: int = FPS) -> Path:
-    """Encode the example frames as h264 mp4 (written to a temp name, then renamed)."""
-    import av
+    """Encode the example frames as a small h264 mp4 (crf 23, preset veryslow) with `write_video`."""
+    from .video import write_video
 
-    path = Path(path)
     frames = example_frames() if frames is None else frames
-    data = (frames.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.mp4")
-    with av.open(str(tmp), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = data.shape[2], data.shape[1], "yuv420p"
-        stream.options = {"crf": "23", "preset": "veryslow"}
-        for frame in data:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    tmp.replace(path)
-    return path
+    return write_video(path, frames, fps=fps, codec="h264", codec_options={"crf": "23", "preset": "veryslow"})
 
 
 if __name__ == "__main__":

@@ -211,7 +211,8 @@ def _frame_rate(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
-def write_video(path: str | Path, frames: torch.Tensor, fps: float = 8.0, codec: str | None = None) -> Path:
+def write_video(path: str | Path, frames: torch.Tensor, fps: float = 8.0, codec: str | None = None,
+                codec_options: dict[str, str] | None = None) -> Path:
     """Write frames as a video file with PyAV, or as numbered PNGs when `path` has no video suffix.
 
     Args:
@@ -221,6 +222,8 @@ def write_video(path: str | Path, frames: torch.Tensor, fps: float = 8.0, codec:
             30000/1001 are recovered from 29.97).
         codec: one of CODECS (None: h264, or libvpx-vp9 for .webm). h264/mpeg4/vp9 use yuv420p,
             so width and height must be even.
+        codec_options: FFmpeg options over the codec's defaults (e.g. {"crf": "23"} for a smaller
+            h264 file); ignored for PNG frames.
     Returns:
         The written path. The file is written under a temporary name in the same folder and
         renamed at the end, so a failed write never leaves a partial file under `path`.
@@ -242,7 +245,8 @@ def write_video(path: str | Path, frames: torch.Tensor, fps: float = 8.0, codec:
         try:
             with av.open(str(tmp), mode="w", format=fmt) as container:
                 stream = container.add_stream(codec, rate=_frame_rate(fps),
-                                              options={**_CODEC_OPTIONS.get(codec, {}), **_YUV_TAGS})
+                                              options={**_CODEC_OPTIONS.get(codec, {}), **(codec_options or {}),
+                                                       **_YUV_TAGS})
                 stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
                 if codec == "mpeg4":
                     stream.bit_rate = 8_000_000

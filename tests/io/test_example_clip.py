@@ -32,4 +32,4 @@ def test_car_moves_left_to_right(tmp_path):
     out = write_example_clip(tmp_path / "clip.mp4", example_frames(4, 64, 48), fps=8)
     again = dmt.read_video(out)
     assert tuple(again.frames.shape) == (4, 48, 64, 3)
-    assert not list(tmp_path.glob("*.tmp*"))
+    assert [p.name for p in tmp_path.iterdir()] == ["clip.mp4"]  # no temporary file left
