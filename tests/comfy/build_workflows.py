@@ -159,7 +159,7 @@ NOTE_LONG = """Long videos: temporal context windows.
 
 Context Options (DMT) splits the video into overlapping windows (24 frames, overlap 8 by default: ZeroScope was trained on 24-frame clips) and runs every ZeroScope call of the transfer (inversion, targets, guided steps, denoising) window by window, blending the overlaps. GPU memory is bounded by the window, not by the video; time grows with the number of windows.
 A video of at most context_length frames is one window: exactly the normal transfer.
-DDIM Invert Video: frame_count 0 takes every frame of the clip. The same Context Options feed Invert, Extract Targets and the Sampler (a different schedule than the inversion's is refused).
+Invert Video: frame_count 0 takes every frame of the clip. The same Context Options feed Invert, Extract Targets and the Sampler (a different schedule than the inversion's is refused).
 The output keeps the source frame rate: Get Video Components' fps goes into Create Video."""
 
 NOTE_SAVED = """Invert once, edit later - and score the result.
@@ -453,7 +453,8 @@ FIT_VIEW = r"""([vw, vh]) => {
   const x0 = Math.min(...boxes.map(b => b[0])), y0 = Math.min(...boxes.map(b => b[1]));
   const x1 = Math.max(...boxes.map(b => b[2])), y1 = Math.max(...boxes.map(b => b[3]));
   const left = 60, top = 130;   // the frontend's side bar, top menu, tabs and banner
-  const scale = Math.min((vw - left - 20) / (x1 - x0), (vh - top - 20) / (y1 - y0), 1);
+  // not below 0.58: under about 0.57 (8 px / 14 px fonts) the frontend draws nodes without any text
+  const scale = Math.max(Math.min((vw - left - 20) / (x1 - x0), (vh - top - 20) / (y1 - y0), 1), 0.58);
   return {scale: Math.round(scale * 1000) / 1000, offset: [Math.round(left / scale - x0), Math.round(top / scale - y0)]};
 }"""
 
