@@ -60,7 +60,8 @@ def world_options(folder: str | Path) -> dict:
     return {"trail": bool(card.get("config", {}).get("trail", False)) if card else False}
 
 
-def write_model_files(out: Path, unet, text, scheduler, *, cfg: dict, log: list, timing: dict, threads: int) -> None:
+def write_model_files(out: Path, unet, text, scheduler, *, cfg: dict, log: list, timing: dict, threads: int,
+                      device: str = "cpu") -> None:
     """Save the trained UNet and text encoder, the scheduler, model_index.json and toyworld.json."""
     unet.save_pretrained(str(out / "unet"))
     text.save_pretrained(str(out / "text_encoder"))
@@ -70,13 +71,15 @@ def write_model_files(out: Path, unet, text, scheduler, *, cfg: dict, log: list,
         "unet": ["diffusers", "UNet3DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
         "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
         "scheduler": ["diffusers", "DDIMScheduler"]}, indent=2))
-    write_card(out, MODEL_KIND, DEFAULTS, cfg=cfg, log=log, timing=timing, threads=threads, loss_stage="unet")
+    write_card(out, MODEL_KIND, DEFAULTS, cfg=cfg, log=log, timing=timing, threads=threads, loss_stage="unet",
+               device=device)
 
 
 def write_card(out: Path, kind: str, defaults: dict, *, cfg: dict, log: list, timing: dict, threads: int,
-               loss_stage: str) -> None:
+               loss_stage: str, device: str = "cpu") -> None:
     """Write toyworld.json: the model's kind and run defaults, its training configuration, and the
-    training record (the `loss_stage` loss per 100 steps, the VAE's PSNR, times, threads)."""
+    training record (the `loss_stage` loss per 100 steps, the VAE's PSNR, times, threads, the
+    device of the run's last stage)."""
     losses = [e["loss"] for e in log if e.get("stage") == loss_stage]
     curve = [round(float(sum(losses[i:i + 100]) / len(losses[i:i + 100])), 5) for i in range(0, len(losses), 100)]
     vae_last = [e for e in log if e.get("stage") == "vae"][-1:] or [{}]
@@ -85,5 +88,6 @@ def write_card(out: Path, kind: str, defaults: dict, *, cfg: dict, log: list, ti
             "training": {f"{loss_stage}_steps": len(losses), "final_loss_mean_100": curve[-1] if curve else None,
                          "loss_curve_per_100_steps": curve, "vae_psnr_db": vae_last[0].get("psnr"),
                          "decoder_refined_psnr_db": decoder_last[0].get("psnr"),
-                         "seconds": timing, "torch_threads": threads, "torch": torch.__version__}}
+                         "seconds": timing, "torch_threads": threads, "device": device,
+                         "torch": torch.__version__}}
     (out / CARD_FILE).write_text(json.dumps(card, indent=1))

@@ -193,6 +193,39 @@ def open_run(out: Path, key: str, config: dict, resume: bool, threads: int | Non
                json.loads(timing_file.read_text()) if timing_file.is_file() else {})
 
 
+def training_device(device: str | torch.device | None = None) -> torch.device:
+    """The device a toy model trains on: `device`, or (None) cuda when torch sees one, else cpu.
+    InputError when a CUDA device is asked for and torch sees none. Every random draw of the
+    training (data, timesteps, noise, captions) stays on the CPU generators, so a run draws the
+    same batches on any device; only the arithmetic differs."""
+    try:
+        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError as exc:
+        raise InputError(f"Unknown device '{device}': give cpu, cuda or cuda:N.") from exc
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise InputError(f"Device '{device}' was asked for, but torch sees no CUDA device on this machine. "
+                             f"Train with --device cpu (hours at the bundled sizes), or on a machine with a GPU.")
+        if dev.index is not None and dev.index >= count:
+            raise InputError(f"Device '{device}' was asked for, but torch sees {count} CUDA device(s) "
+                             f"(cuda:0 to cuda:{count - 1}).")
+    elif dev.type != "cpu":
+        raise InputError(f"Device '{device}': the toy models train on cpu or cuda.")
+    return dev
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def save_on_cpu(module: torch.nn.Module, folder: Path) -> None:
+    """module.save_pretrained(folder) from the CPU (the module goes back to its device after)."""
+    device = module_device(module)
+    module.to("cpu").save_pretrained(str(folder))
+    module.to(device)
+
+
 def scheduled_lr(step: int, lr: float, warmup: int, total: int) -> float:
     """The learning rate at `step` (0-based): linear warm-up over `warmup` steps, constant, then a
     linear decay over the last fifth of `total` (to 5 % of `lr`)."""
@@ -277,14 +310,14 @@ def _frame_batch(cfg: ToyConfig, rng: np.random.Generator) -> torch.Tensor:
 
 # ---- stage 1: VAE -------------------------------------------------------------------------------
 
-def _train_vae(cfg: ToyConfig, out: Path, log: list) -> AutoencoderKL:
+def _train_vae(cfg: ToyConfig, out: Path, log: list, device: torch.device) -> AutoencoderKL:
     torch.manual_seed(cfg.seed)
-    vae = build_vae(cfg)
+    vae = build_vae(cfg).to(device)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr)
     rng = np.random.default_rng(cfg.seed + 11)
     bar = _progress(cfg.vae_steps, 0, "toy VAE")
     for step in range(cfg.vae_steps):
-        x = _frame_batch(cfg, rng)
+        x = _frame_batch(cfg, rng).to(device)
         post = vae.encode(x).latent_dist
         rec = vae.decode(post.sample()).sample
         mse = F.mse_loss(rec, x)
@@ -302,9 +335,9 @@ def _train_vae(cfg: ToyConfig, out: Path, log: list) -> AutoencoderKL:
     with torch.no_grad():  # unit-variance latents
         clips = [random_vocabulary_clip(rng, cfg.num_frames, cfg.size, cfg.size, cfg.trail).frames
                  for _ in range(16)]
-        z = vae.encode(torch.cat(clips).permute(0, 3, 1, 2) * 2 - 1).latent_dist.mean
+        z = vae.encode((torch.cat(clips).permute(0, 3, 1, 2) * 2 - 1).to(device)).latent_dist.mean
     vae.register_to_config(scaling_factor=float(cfg.latent_scale / z.std()))
-    vae.save_pretrained(str(out / "vae"))
+    save_on_cpu(vae, out / "vae")
     return vae
 
 
@@ -314,8 +347,10 @@ def refine_decoder(vae: torch.nn.Module, out: Path, log: list, *, steps: int, lr
     """The last stage of both toy models: train the VAE decoder (and post_quant_conv) alone on the
     posterior mean of `batch(rng)` (pixels in [-1, 1]), `decode(z)` giving the reconstruction; the
     encoder, and so the latent space the denoiser learned, stays exactly as it was: sharper edges,
-    truer colours. Learning rate decays linearly from `lr`; the VAE is saved to OUT/vae."""
+    truer colours. Learning rate decays linearly from `lr`; the VAE is saved to OUT/vae. Runs on
+    the VAE's device (the batches are moved there)."""
     rng = np.random.default_rng(seed)
+    device = module_device(vae)
     vae.train()
     for p in vae.parameters():
         p.requires_grad_(False)
@@ -325,7 +360,7 @@ def refine_decoder(vae: torch.nn.Module, out: Path, log: list, *, steps: int, lr
     opt = torch.optim.AdamW(params, lr=lr)
     bar = _progress(steps, 0, "toy VAE decoder")
     for step in range(steps):
-        x = batch(rng)
+        x = batch(rng).to(device)
         with torch.no_grad():
             z = vae.encode(x).latent_dist.mean
         for g in opt.param_groups:
@@ -342,7 +377,7 @@ def refine_decoder(vae: torch.nn.Module, out: Path, log: list, *, steps: int, lr
     bar.close()
     for p in vae.parameters():
         p.requires_grad_(True)
-    vae.eval().save_pretrained(str(out / "vae"))
+    save_on_cpu(vae.eval(), out / "vae")
 
 
 # ---- stage 2: latents of the training clips ----------------------------------------------------
@@ -350,15 +385,17 @@ def refine_decoder(vae: torch.nn.Module, out: Path, log: list, *, steps: int, lr
 def _encode_clips(cfg: ToyConfig, vae: AutoencoderKL, path: Path, wander: bool = False) -> None:
     """Encode `num_clips` vocabulary clips (or `wander_clips` wander clips) into `path`: latents
     (N, 4, F, h, w), with a trail also those of each clip played backwards and re-rendered
-    ("reversed", same shape), and metadata [colour, shape, direction, speed] ("" for wander clips)."""
+    ("reversed", same shape), and metadata [colour, shape, direction, speed] ("" for wander clips).
+    Encoded on the VAE's device, stored on the CPU."""
     rng = np.random.default_rng(cfg.seed + (23 if wander else 22))
+    device = module_device(vae)
     count, make = (cfg.wander_clips, random_wander_clip) if wander else (cfg.num_clips, random_vocabulary_clip)
     lat, back, meta = [], [], []
     bar = _progress(count, 0, "encoding wander clips" if wander else "encoding clips")
 
     def encode(frames: torch.Tensor) -> torch.Tensor:
-        z = vae.encode(frames.permute(0, 3, 1, 2) * 2 - 1).latent_dist.mean * vae.config.scaling_factor
-        return z.permute(1, 0, 2, 3).contiguous()  # (4, F, h, w)
+        z = vae.encode((frames.permute(0, 3, 1, 2) * 2 - 1).to(device)).latent_dist.mean * vae.config.scaling_factor
+        return z.permute(1, 0, 2, 3).cpu().contiguous()  # (4, F, h, w)
 
     with torch.no_grad():
         for _ in range(count):
@@ -391,20 +428,23 @@ def _caption(colour: str, shape: str, direction: str, speed: str, reverse: bool,
 # ---- stage 3: UNet + text encoder --------------------------------------------------------------
 
 def train_toy_model(out: str | Path, cfg: ToyConfig = ToyConfig(), resume: bool = False,
-                    threads: int | None = None) -> Path:
-    """Train (or resume) the toy model into `out`; returns the folder.
+                    threads: int | None = None, device: str | torch.device | None = None) -> Path:
+    """Train (or resume) the toy model into `out` on `device` (None: cuda when available, else
+    cpu; a run may be resumed on another device); returns the folder.
 
-    Raises InputError when `out` is not empty and `resume` is off, or when the state in `out`
-    belongs to another configuration (nothing is overwritten in either case)."""
+    Raises InputError when `out` is not empty and `resume` is off, when the state in `out`
+    belongs to another configuration (nothing is overwritten in either case), or when a CUDA
+    device is asked for on a machine without one."""
     out = Path(out)
+    dev = training_device(device)
     run = open_run(out, cfg.key(), dataclasses.asdict(cfg), resume, threads)
     state_dir, log, timing, save_log = run.state_dir, run.log, run.timing, run.save_log
 
     t0 = time.time()
     if (out / "vae" / "config.json").is_file():
-        vae = AutoencoderKL.from_pretrained(str(out / "vae")).eval()
+        vae = AutoencoderKL.from_pretrained(str(out / "vae")).to(dev).eval()
     else:
-        vae = _train_vae(cfg, out, log)
+        vae = _train_vae(cfg, out, log, dev)
         timing["vae_s"] = time.time() - t0
         save_log()
     tok = save_word_tokenizer(out / "tokenizer")
@@ -433,8 +473,8 @@ def train_toy_model(out: str | Path, cfg: ToyConfig = ToyConfig(), resume: bool 
             meta += json.loads(handle.metadata()["meta"])
 
     torch.manual_seed(cfg.seed + 2)
-    unet = build_unet(cfg).train()
-    text = build_text_encoder(cfg, len(tok)).train()
+    unet = build_unet(cfg).to(dev).train()  # built on the CPU: the same initial weights on any device
+    text = build_text_encoder(cfg, len(tok)).to(dev).train()
     scheduler = DDIMScheduler(**{**SCHEDULER_CONFIG, "prediction_type": cfg.prediction_type})
     alphas = scheduler.alphas_cumprod.float()
     params = {f"unet.{k}": p for k, p in unet.named_parameters()} | {f"text.{k}": p for k, p in text.named_parameters()}
@@ -457,9 +497,9 @@ def train_toy_model(out: str | Path, cfg: ToyConfig = ToyConfig(), resume: bool 
             high = torch.rand(cfg.batch, generator=gen) < cfg.high_noise_share
             t = torch.where(high, torch.randint(int(n_t * 0.8), n_t, (cfg.batch,), generator=gen), t)
         noise = torch.randn(x0.shape, generator=gen)
-        a = alphas[t].view(-1, 1, 1, 1, 1)
+        x0, noise, a = x0.to(dev), noise.to(dev), alphas[t].view(-1, 1, 1, 1, 1).to(dev)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        pred = unet(xt, t, text(ids)[0]).sample
+        pred = unet(xt, t.to(dev), text(ids.to(dev))[0]).sample
         target = a.sqrt() * noise - (1 - a).sqrt() * x0 if cfg.prediction_type == "v_prediction" else noise
         return F.mse_loss(pred, target)
 
@@ -473,11 +513,11 @@ def train_toy_model(out: str | Path, cfg: ToyConfig = ToyConfig(), resume: bool 
         timing["decoder_s"] = time.time() - t1
         (state_dir / "decoder.done").write_text(str(cfg.decoder_steps))
         save_log()
-    unet.eval()
-    text.eval()
+    unet.eval().to("cpu")
+    text.eval().to("cpu")
     write_model_files(out, unet, text, scheduler, cfg=dataclasses.asdict(cfg), log=log, timing=timing,
-                      threads=torch.get_num_threads())
+                      threads=torch.get_num_threads(), device=str(dev))
     return out
 
 
-__all__ = ["ToyConfig", "train_toy_model", "open_run", "scheduled_lr", "optimise", "refine_decoder", "Run", "build_unet", "build_vae", "build_text_encoder", "MODEL_KIND"]
+__all__ = ["ToyConfig", "train_toy_model", "training_device", "save_on_cpu", "module_device", "open_run", "scheduled_lr", "optimise", "refine_decoder", "Run", "build_unet", "build_vae", "build_text_encoder", "MODEL_KIND"]

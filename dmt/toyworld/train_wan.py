@@ -48,7 +48,8 @@ from ..models.interface import WanOps
 from ..models.random_wan import WAN_MODEL_INDEX, WAN_SCHEDULER_CONFIG
 from .card import WAN_DEFAULTS, WAN_MODEL_KIND, write_card
 from .tokenizer import save_word_t5_tokenizer
-from .train import _caption, _progress, open_run, optimise, refine_decoder, scheduled_lr
+from .train import (_caption, _progress, module_device, open_run, optimise, refine_decoder, save_on_cpu,
+                    scheduled_lr, training_device)
 from .world import random_vocabulary_clip, random_wander_clip, reversed_clip
 
 
@@ -154,14 +155,14 @@ def decode_unclamped(vae: AutoencoderKLWan, z: torch.Tensor) -> torch.Tensor:
     return torch.cat(chunks, dim=2)
 
 
-def _train_vae(cfg: WanToyConfig, out: Path, log: list) -> AutoencoderKLWan:
+def _train_vae(cfg: WanToyConfig, out: Path, log: list, device: torch.device) -> AutoencoderKLWan:
     torch.manual_seed(cfg.seed)
-    vae = build_wan_vae(cfg).train()
+    vae = build_wan_vae(cfg).to(device).train()
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr)
     rng = np.random.default_rng(cfg.seed + 11)
     bar = _progress(cfg.vae_steps, 0, "toy Wan VAE")
     for step in range(cfg.vae_steps):
-        x = _clips(cfg, rng, cfg.vae_batch, cfg.vae_wander)
+        x = _clips(cfg, rng, cfg.vae_batch, cfg.vae_wander).to(device)
         for g in opt.param_groups:
             g["lr"] = scheduled_lr(step, cfg.vae_lr, 20, cfg.vae_steps)
         post = vae.encode(x).latent_dist
@@ -178,25 +179,27 @@ def _train_vae(cfg: WanToyConfig, out: Path, log: list) -> AutoencoderKLWan:
     bar.close()
     vae.eval()
     with torch.no_grad():  # per-channel normalisation of the latents (Wan's latents_mean / latents_std)
-        z = vae.encode(_clips(cfg, rng, 32)).latent_dist.mean
+        z = vae.encode(_clips(cfg, rng, 32).to(device)).latent_dist.mean
     dims = (0, 2, 3, 4)
     vae.register_to_config(latents_mean=[float(v) for v in z.mean(dims)], latents_std=[float(v) for v in z.std(dims)])
-    vae.save_pretrained(str(out / "vae"))
+    save_on_cpu(vae, out / "vae")
     return vae
 
 
 def _encode_clips(cfg: WanToyConfig, vae: AutoencoderKLWan, path: Path) -> None:
     """Normalised latents (N, z_dim, F', h, w) of `num_clips` vocabulary clips ("latents") and of
-    each played backwards ("reversed"), metadata [colour, shape, direction, speed]."""
+    each played backwards ("reversed"), metadata [colour, shape, direction, speed]. Encoded on the
+    VAE's device, stored on the CPU."""
     rng = np.random.default_rng(cfg.seed + 22)
-    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1)
-    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1)
+    device = module_device(vae)
+    mean = torch.tensor(vae.config.latents_mean).view(1, -1, 1, 1, 1).to(device)
+    std = torch.tensor(vae.config.latents_std).view(1, -1, 1, 1, 1).to(device)
     lat, back, meta = [], [], []
     bar = _progress(cfg.num_clips, 0, "encoding clips")
 
     def encode(frames: torch.Tensor) -> torch.Tensor:
-        z = vae.encode(frames.permute(3, 0, 1, 2).unsqueeze(0) * 2 - 1).latent_dist.mean
-        return ((z - mean) / std)[0]
+        z = vae.encode((frames.permute(3, 0, 1, 2).unsqueeze(0) * 2 - 1).to(device)).latent_dist.mean
+        return ((z - mean) / std)[0].cpu()
 
     with torch.no_grad():
         for _ in range(cfg.num_clips):
@@ -213,28 +216,31 @@ def _encode_clips(cfg: WanToyConfig, vae: AutoencoderKLWan, path: Path) -> None:
 
 def embed_captions(text: UMT5EncoderModel, tok, captions: list[str], length: int) -> torch.Tensor:
     """(B, length, D) as dmt.models.wan_ops.encode_prompt gives them (mask, zero after the last
-    token), computed on the batch's longest caption only (the mask makes the rest zeros)."""
+    token), computed on the batch's longest caption only (the mask makes the rest zeros), on the
+    text encoder's device."""
     enc = tok(captions, padding="longest", truncation=True, max_length=length, add_special_tokens=True,
-              return_attention_mask=True, return_tensors="pt")
+              return_attention_mask=True, return_tensors="pt").to(module_device(text))
     hidden = text(enc.input_ids, enc.attention_mask).last_hidden_state
     hidden = hidden * enc.attention_mask.unsqueeze(-1).to(hidden.dtype)
     return F.pad(hidden, (0, 0, 0, length - hidden.shape[1]))
 
 
 def train_toy_wan(out: str | Path, cfg: WanToyConfig = WanToyConfig(), resume: bool = False,
-                  threads: int | None = None) -> Path:
-    """Train (or resume) the toy Wan into `out`; returns the folder. Raises InputError as
-    `train_toy_model` does (a non-empty folder without resume, another configuration)."""
+                  threads: int | None = None, device: str | torch.device | None = None) -> Path:
+    """Train (or resume) the toy Wan into `out` on `device` (as `train_toy_model`); returns the
+    folder. Raises InputError as `train_toy_model` does (a non-empty folder without resume,
+    another configuration, a CUDA device this machine lacks)."""
     out = Path(out)
     if cfg.num_frames % 4 != 1:
         raise InputError(f"The toy Wan needs 4k + 1 frames (Wan's VAE); got {cfg.num_frames}.")
+    dev = training_device(device)
     run = open_run(out, cfg.key(), dataclasses.asdict(cfg), resume, threads)
     state_dir, log, timing = run.state_dir, run.log, run.timing
     t0 = time.time()
     if (out / "vae" / "config.json").is_file():
-        vae = AutoencoderKLWan.from_pretrained(str(out / "vae")).eval()
+        vae = AutoencoderKLWan.from_pretrained(str(out / "vae")).to(dev).eval()
     else:
-        vae = _train_vae(cfg, out, log)
+        vae = _train_vae(cfg, out, log, dev)
         timing["vae_s"] = time.time() - t0
         run.save_log()
     tok = save_word_t5_tokenizer(out / "tokenizer", cfg.text_length)
@@ -250,8 +256,8 @@ def train_toy_wan(out: str | Path, cfg: WanToyConfig = WanToyConfig(), resume: b
         meta = json.loads(handle.metadata()["meta"])
 
     torch.manual_seed(cfg.seed + 2)
-    transformer = build_wan_transformer(cfg).train()
-    text = build_wan_text_encoder(cfg, len(tok)).train()
+    transformer = build_wan_transformer(cfg).to(dev).train()  # built on the CPU: the same weights on any device
+    text = build_wan_text_encoder(cfg, len(tok)).to(dev).train()
     scheduler = UniPCMultistepScheduler(**{**WAN_SCHEDULER_CONFIG, "flow_shift": cfg.flow_shift})
     objective, holder = WanOps(), SimpleNamespace(scheduler=scheduler)
     params = ({f"transformer.{k}": p for k, p in transformer.named_parameters()}
@@ -267,7 +273,7 @@ def train_toy_wan(out: str | Path, cfg: WanToyConfig = WanToyConfig(), resume: b
         captions = [_caption(*meta[i], bool(r), gen, cfg, prefix_share=0.0) for i, r in zip(idx.tolist(), rev.tolist())]
         k = torch.randint(0, n_t, (cfg.batch,), generator=gen)
         noise = torch.randn(x0.shape, generator=gen)
-        x_t, t_model, target = objective.noisy(holder, x0, noise, k)
+        x_t, t_model, target = objective.noisy(holder, x0.to(dev), noise.to(dev), k.to(dev))
         pred = transformer(hidden_states=x_t, timestep=t_model,
                            encoder_hidden_states=embed_captions(text, tok, captions, cfg.text_length),
                            return_dict=False)[0]
@@ -283,12 +289,12 @@ def train_toy_wan(out: str | Path, cfg: WanToyConfig = WanToyConfig(), resume: b
         timing["decoder_s"] = time.time() - t1
         (state_dir / "decoder.done").write_text(str(cfg.decoder_steps))
         run.save_log()
-    transformer.eval().save_pretrained(str(out / "transformer"))
-    text.eval().save_pretrained(str(out / "text_encoder"))
+    transformer.eval().to("cpu").save_pretrained(str(out / "transformer"))
+    text.eval().to("cpu").save_pretrained(str(out / "text_encoder"))
     scheduler.save_pretrained(str(out / "scheduler"))
     (out / "model_index.json").write_text(json.dumps(WAN_MODEL_INDEX, indent=2))
     write_card(out, WAN_MODEL_KIND, WAN_DEFAULTS, cfg=dataclasses.asdict(cfg), log=log, timing=timing,
-               threads=torch.get_num_threads(), loss_stage="transformer")
+               threads=torch.get_num_threads(), loss_stage="transformer", device=str(dev))
     return out
 
 

@@ -86,6 +86,39 @@ def test_cli_train_refuses_non_empty_folder(mini_run, capsys):
     assert "--resume" in capsys.readouterr().err
 
 
+def test_the_training_device_and_its_refusals(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert train_mod.training_device(None) == torch.device("cpu") == train_mod.training_device("cpu")
+    with pytest.raises(InputError, match="no CUDA device on this machine.*--device cpu"):
+        train_mod.training_device("cuda")
+    with pytest.raises(InputError, match="Unknown device 'gpu'"):
+        train_mod.training_device("gpu")
+    with pytest.raises(InputError, match="cpu or cuda"):
+        train_mod.training_device("meta")
+
+
+@pytest.mark.parametrize("kind", ["zeroscope", "wan"])
+def test_cli_train_on_a_gpu_this_machine_lacks_writes_nothing(kind, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["toyworld", "train", "--kind", kind, "--out", str(tmp_path / "run"), "--device", "cuda"]) == 2
+    assert "torch sees no CUDA device" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_card_records_the_training_device(mini_run):
+    assert read_card(mini_run)["training"]["device"] == "cpu"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (on one: pytest tests/toyworld -k cuda)")
+def test_a_miniature_run_on_cuda_writes_a_model_the_cpu_loads(tmp_path):
+    out = train_toy_model(tmp_path / "gpu", MINI, device="cuda")
+    card = read_card(out)
+    assert card["training"]["device"] == "cuda" and card["training"]["unet_steps"] == 3
+    assert all(torch.isfinite(torch.tensor(card["training"]["loss_curve_per_100_steps"])))
+    model = load_zeroscope(out, "float32", "cpu")
+    assert model.unet.device.type == "cpu"
+
+
 def test_cli_train_refuses_a_negative_wander_count(tmp_path, capsys):
     assert main(["toyworld", "train", "--out", str(tmp_path / "run"), "--wander-clips", "-1"]) == 2
     assert "--wander-clips must be" in capsys.readouterr().err

@@ -45,6 +45,15 @@ def test_writes_a_wan_folder_that_the_library_runs(mini_wan):
     assert kw["amf"].guidance == "smm" and kw["amf"].iterations == 0 and kw["downsample_factor"] == 2
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (on one: pytest tests/toyworld -k cuda)")
+def test_a_miniature_wan_run_on_cuda_writes_a_model_the_cpu_loads(tmp_path):
+    out = train_toy_wan(tmp_path / "gpu", MINI, device="cuda")
+    card = read_card(out)
+    assert card["training"]["device"] == "cuda" and card["training"]["transformer_steps"] == 3
+    assert all(torch.isfinite(torch.tensor(card["training"]["loss_curve_per_100_steps"])))
+    assert load_wan(out, "float32", "cpu").transformer.device.type == "cpu"
+
+
 def test_tokenizer_gives_one_token_per_toy_word(mini_wan):
     from transformers import AutoTokenizer
 
