@@ -33,8 +33,8 @@ class DMTContextOptions(io.ComfyNode):
                 "steps, denoising) on overlapping windows of frames and blends them, so GPU memory is bounded "
                 "by the window instead of the video. A video of at most 'context_length' frames is one window: "
                 "exactly the normal transfer. On Wan the windows act on latent frames (4 video frames each "
-                "after the first). Connect the output to 'Invert Video (DMT)' (and optionally "
-                "to 'Extract Motion Targets' and the sampler)."
+                "after the first). Connect the output to 'DDIM Invert Video (DMT)' (and optionally "
+                "to 'Extract SMM Targets' and the sampler)."
             ),
             inputs=[
                 # no "0 = off" here: leaving the context input unconnected is off

@@ -80,7 +80,7 @@ def _encode_wan_prompts(model, prompts: list[str]) -> dict:
 def _require_targets(targets) -> dmt.Targets:
     if targets is None:
         raise dmt.InputError(
-            "No motion targets: the loaded inversion file holds none. Connect 'Extract Motion Targets' instead."
+            "No SMM targets: the loaded inversion file holds none. Connect 'Extract SMM Targets' instead."
         )
     return targets
 
@@ -145,7 +145,7 @@ class DMTInvertVideo(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DMTInvertVideo",
-            display_name="Invert Video (DMT)",
+            display_name="DDIM Invert Video (DMT)",
             category=CATEGORY,
             description=(
                 "Step 1 of motion transfer: cuts and resizes the input video, encodes it with the VAE and "
@@ -182,7 +182,7 @@ class DMTInvertVideo(io.ComfyNode):
                 io.Int.Input(
                     "sampling_steps", **widget_range(S["steps"]),
                     tooltip=("The sampling steps the inverted latents are kept for; use the same value as "
-                             "'Extract Motion Targets' (authors: 50)."),
+                             "'Extract SMM Targets' (authors: 50)."),
                 ),
                 DMTContext.Input("context", optional=True, tooltip=CONTEXT_TIP),
             ],
@@ -207,7 +207,7 @@ class DMTInvertVideo(io.ComfyNode):
         with run_scope(model) as low_memory, applied_motions(model):
             with model_management.vae_on_device(model, low_memory):
                 x0 = dmt.encode_frames(model, frames, on_step=progress, check_interrupt=check_interrupt)
-            # keep_all: 'Extract Motion Targets' may choose any guidance window after this node ran.
+            # keep_all: 'Extract SMM Targets' may choose any guidance window after this node ran.
             inversion = dmt.invert_latents(model, x0, with_prefix(source_prompt), inversion_steps, sampling_steps,
                                            on_step=progress, check_interrupt=check_interrupt, context=context,
                                            keep_all=True)
@@ -240,7 +240,7 @@ class DMTExtractTargets(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DMTExtractTargets",
-            display_name="Extract Motion Targets (DMT)",
+            display_name="Extract SMM Targets (DMT)",
             category=CATEGORY,
             description=(
                 "Step 2: measures how the input video moves. For each guided denoising step it reads "
@@ -250,7 +250,7 @@ class DMTExtractTargets(io.ComfyNode):
             ),
             inputs=[
                 DMTModel.Input("model", tooltip="The same model (ZeroScope or Wan) that inverted the video."),
-                DMTInversion.Input("inversion", tooltip="From 'Invert Video (DMT)'."),
+                DMTInversion.Input("inversion", tooltip="From 'DDIM Invert Video (DMT)'."),
                 io.Float.Input("guidance_min", **widget_range(S["guidance_window"], index=0), step=0.05,
                                tooltip=("Guidance stops at this fraction of the schedule: 0.6 guides the first 40% "
                                         "of the steps (authors). Lower = stronger motion lock, slower. Wan: 0.8 guides "
@@ -322,8 +322,8 @@ class DMTLowFrequencyInit(io.ComfyNode):
                 "so the new video starts roughly where the input's objects are."
             ),
             inputs=[
-                DMTInversion.Input("inversion", tooltip="From 'Invert Video (DMT)'."),
-                DMTTargets.Input("targets", tooltip="From 'Extract Motion Targets (DMT)': sets the timestep sampling starts at."),
+                DMTInversion.Input("inversion", tooltip="From 'DDIM Invert Video (DMT)'."),
+                DMTTargets.Input("targets", tooltip="From 'Extract SMM Targets (DMT)': sets the timestep sampling starts at."),
                 io.Int.Input("seed", **widget_range(S["seed"]), control_after_generate=True,
                              tooltip="Seed of the fresh high-frequency noise; change it for a different variation."),
                 io.Int.Input("downsample_factor", **widget_range(S["downsample_factor"]),
@@ -367,7 +367,7 @@ class DMTGuidedSampler(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="DMTGuidedSampler",
-            display_name="Motion-Guided Sampler (DMT)",
+            display_name="SMM-Guided Sampler (DMT)",
             category=CATEGORY,
             description=(
                 "Step 4: generates the new video from the target prompt. In the first denoising steps it "
@@ -377,7 +377,7 @@ class DMTGuidedSampler(io.ComfyNode):
             ),
             inputs=[
                 DMTModel.Input("model", tooltip="The same model (ZeroScope or Wan) used for the targets."),
-                DMTTargets.Input("targets", tooltip="From 'Extract Motion Targets (DMT)'."),
+                DMTTargets.Input("targets", tooltip="From 'Extract SMM Targets (DMT)'."),
                 io.Latent.Input("latent", tooltip="From 'Low-Frequency Noise Init (DMT)'."),
                 io.String.Input("target_prompt", multiline=True, default="",
                                 tooltip="What the NEW video shows (e.g. 'a dolphin jumping in the ocean'). " + PROMPT_TIP),
@@ -558,7 +558,7 @@ class DMTSaveInversion(io.ComfyNode):
             ),
             is_output_node=True,
             inputs=[
-                DMTInversion.Input("inversion", tooltip="From 'Invert Video (DMT)'."),
+                DMTInversion.Input("inversion", tooltip="From 'DDIM Invert Video (DMT)'."),
                 io.String.Input("filename_prefix", default="dmt/inversion",
                                 tooltip="File name prefix inside the output folder; a counter is appended."),
                 DMTTargets.Input("targets", optional=True, tooltip="Optional: save the SMM targets in the same file."),

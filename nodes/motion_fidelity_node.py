@@ -36,7 +36,7 @@ class DMTMotionFidelity(io.ComfyNode):
                 ),
                 io.Image.Input(
                     "edited",
-                    tooltip="The generated video (IMAGE batch), e.g. the Motion-Guided Sampler's output. "
+                    tooltip="The generated video (IMAGE batch), e.g. the SMM-Guided Sampler's output. "
                             "Must have as many frames as the original.",
                 ),
                 io.Int.Input(

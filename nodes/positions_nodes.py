@@ -36,7 +36,7 @@ class DMTSavePositions(io.ComfyNode):
             ),
             is_output_node=True,
             inputs=[
-                DMTPositions.Input("positions", tooltip="The 'positions' output of the Motion-Guided Sampler (optimise 'positions', Wan)."),
+                DMTPositions.Input("positions", tooltip="The 'positions' output of the SMM-Guided Sampler (optimise 'positions', Wan)."),
                 io.String.Input("name", default="dmt_positions",
                                 tooltip=(f"File name inside models/{POSITIONS_FOLDER} ('.safetensors' is added; sub-folders "
                                          "with '/'). An existing file of that name is replaced.")),
@@ -47,7 +47,7 @@ class DMTSavePositions(io.ComfyNode):
     @classmethod
     def execute(cls, positions, name: str) -> io.NodeOutput:
         if positions is None:
-            raise dmt.InputError("No positions to save: set 'optimise' to 'positions' on the Motion-Guided Sampler "
+            raise dmt.InputError("No positions to save: set 'optimise' to 'positions' on the SMM-Guided Sampler "
                                  "(Wan only) and connect its 'positions' output.")
         path = save_path(name, POSITIONS_FOLDER)
         save_positions(path, positions)

@@ -159,7 +159,7 @@ NOTE_LONG = """Long videos: temporal context windows.
 
 Context Options (DMT) splits the video into overlapping windows (24 frames, overlap 8 by default: ZeroScope was trained on 24-frame clips) and runs every ZeroScope call of the transfer (inversion, targets, guided steps, denoising) window by window, blending the overlaps. GPU memory is bounded by the window, not by the video; time grows with the number of windows.
 A video of at most context_length frames is one window: exactly the normal transfer.
-Invert Video: frame_count 0 takes every frame of the clip. The same Context Options feed Invert, Extract Targets and the Sampler (a different schedule than the inversion's is refused).
+DDIM Invert Video: frame_count 0 takes every frame of the clip. The same Context Options feed Invert, Extract Targets and the Sampler (a different schedule than the inversion's is refused).
 The output keeps the source frame rate: Get Video Components' fps goes into Create Video."""
 
 NOTE_SAVED = """Invert once, edit later - and score the result.

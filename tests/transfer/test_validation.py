@@ -117,8 +117,8 @@ def test_setting_checks():
     fps = Setting("fps", float, None, "", min=0, above_min=True, max=10, optional=True)
     assert fps.problem(0) and fps.problem(0.01) is None and fps.problem(float("inf"))
     with pytest.raises(dmt.InputError) as err:
-        TRANSFER["loss"].check("l3", "'loss' in 'Motion-Guided Sampler (DMT)'")
-    assert str(err.value) == "'loss' in 'Motion-Guided Sampler (DMT)' is 'l3': it must be one of cosine, l2 (default 'cosine')."
+        TRANSFER["loss"].check("l3", "'loss' in 'SMM-Guided Sampler (DMT)'")
+    assert str(err.value) == "'loss' in 'SMM-Guided Sampler (DMT)' is 'l3': it must be one of cosine, l2 (default 'cosine')."
 
 
 def test_score_settings_come_from_the_table(tmp_path, capsys):
