@@ -43,6 +43,7 @@ from transformers import CLIPTextConfig, CLIPTextModel
 from ..customize.atomic import atomic_path
 from ..customize.train_state import load_train_state, save_train_state
 from ..errors import InputError
+from ..models.memory import module_device
 from ..models.random_model import SCHEDULER_CONFIG, _randomize_temporal_convs
 from ..models.text import AUTHORS_PROMPT_PREFIX
 from .card import MODEL_KIND, write_model_files
@@ -213,10 +214,6 @@ def training_device(device: str | torch.device | None = None) -> torch.device:
     elif dev.type != "cpu":
         raise InputError(f"Device '{device}': the toy models train on cpu or cuda.")
     return dev
-
-
-def module_device(module: torch.nn.Module) -> torch.device:
-    return next(module.parameters()).device
 
 
 def save_on_cpu(module: torch.nn.Module, folder: Path) -> None:
@@ -520,4 +517,4 @@ def train_toy_model(out: str | Path, cfg: ToyConfig = ToyConfig(), resume: bool 
     return out
 
 
-__all__ = ["ToyConfig", "train_toy_model", "training_device", "save_on_cpu", "module_device", "open_run", "scheduled_lr", "optimise", "refine_decoder", "Run", "build_unet", "build_vae", "build_text_encoder", "MODEL_KIND"]
+__all__ = ["ToyConfig", "train_toy_model", "training_device", "save_on_cpu", "open_run", "scheduled_lr", "optimise", "refine_decoder", "Run", "build_unet", "build_vae", "build_text_encoder", "MODEL_KIND"]

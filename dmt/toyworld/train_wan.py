@@ -45,11 +45,12 @@ from transformers import UMT5Config, UMT5EncoderModel
 from ..customize.atomic import atomic_path
 from ..errors import InputError
 from ..models.interface import WanOps
+from ..models.memory import module_device
 from ..models.random_wan import WAN_MODEL_INDEX, WAN_SCHEDULER_CONFIG
 from .card import WAN_DEFAULTS, WAN_MODEL_KIND, write_card
 from .tokenizer import save_word_t5_tokenizer
-from .train import (_caption, _progress, module_device, open_run, optimise, refine_decoder, save_on_cpu,
-                    scheduled_lr, training_device)
+from .train import (_caption, _progress, open_run, optimise, refine_decoder, save_on_cpu, scheduled_lr,
+                    training_device)
 from .world import random_vocabulary_clip, random_wander_clip, reversed_clip
 
 
