@@ -19,6 +19,36 @@ SMALL = {"width": SIZE, "height": SIZE, "num_frames": FRAMES, "steps": STEPS, "i
          "optimization_steps": 2, "no_restart": True}
 
 
+def child_pids() -> set[int]:
+    """This process's child processes (recursive), e.g. before a Ray instance is started."""
+    import psutil
+
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+def wait_for_children_to_exit(before: set[int], timeout: float = 30) -> list[tuple[int, str]]:
+    """Wait until every child process started since `before` (child_pids()) has exited; returns
+    (pid, name) of those still running after `timeout` s. Children from before, such as the ComfyUI
+    server that another test file of this pytest worker keeps for its session, are not counted."""
+    import time
+
+    import psutil
+
+    def new():
+        return [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+
+    deadline = time.monotonic() + timeout  # ray.shutdown stops its processes; give them time to exit
+    while new() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = []
+    for p in new():
+        try:
+            left.append((p.pid, p.name()))
+        except psutil.NoSuchProcess:
+            pass
+    return left
+
+
 def write_jobs(path: Path, jobs: list[dict]) -> Path:
     path.write_text("".join(json.dumps(j) + "\n" for j in jobs))
     return path

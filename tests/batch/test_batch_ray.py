@@ -21,7 +21,7 @@ import dmt  # noqa: E402
 from dmt.batch import run_batch  # noqa: E402
 from dmt.cli import main  # noqa: E402
 
-from conftest import four_jobs, write_jobs  # noqa: E402
+from conftest import child_pids, four_jobs, wait_for_children_to_exit, write_jobs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,8 +51,7 @@ def test_unreachable_address_is_refused_quickly(tiny_model_dir, videos, tmp_path
 def ray_cluster():
     """A local Ray head with 2 CPUs on the loopback interface; shut down after the module, with a
     check that no Ray process is left behind."""
-    import psutil
-
+    before = child_pids()
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=80 * 2**20, log_to_driver=False,
              _node_ip_address="127.0.0.1",
              runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}})
@@ -60,10 +59,7 @@ def ray_cluster():
         yield
     finally:
         ray.shutdown()
-        deadline = time.monotonic() + 30
-        while psutil.Process().children(recursive=True) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        left = [(p.pid, p.name()) for p in psutil.Process().children(recursive=True)]
+        left = wait_for_children_to_exit(before)
         assert not left, f"Ray left processes behind: {left}"
 
 

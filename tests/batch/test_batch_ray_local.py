@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 
 import pytest
 
@@ -14,13 +13,12 @@ ray = pytest.importorskip("ray", reason="ray is not installed (optional extra: p
 from dmt.batch.results import read_results  # noqa: E402
 from dmt.cli import main  # noqa: E402
 
-from conftest import four_jobs, write_jobs  # noqa: E402
+from conftest import child_pids, four_jobs, wait_for_children_to_exit, write_jobs  # noqa: E402
 
 
 def test_ray_local_starts_and_stops_its_own_ray(local_batch, tiny_model_dir, videos, tmp_path, capsys):
-    import psutil
-
     assert not ray.is_initialized()
+    before = child_pids()
     out = tmp_path / "out"
     shutil.copytree(local_batch[0], out)
     specs = four_jobs()
@@ -34,7 +32,5 @@ def test_ray_local_starts_and_stops_its_own_ray(local_batch, tiny_model_dir, vid
     assert [bool(r.get("cached")) for r in rows] == [False, True, True, True]
     assert rows[0]["inversion"] == "cached" and rows[0]["settings"]["seed"] == 11
     assert not ray.is_initialized()
-    deadline = time.monotonic() + 30  # ray.shutdown stops its processes; give them time to exit
-    while psutil.Process().children(recursive=True) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not psutil.Process().children(recursive=True)
+    left = wait_for_children_to_exit(before)
+    assert not left, f"Ray left processes behind: {left}"
