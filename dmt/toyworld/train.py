@@ -340,12 +340,14 @@ def _train_vae(cfg: ToyConfig, out: Path, log: list, device: torch.device) -> Au
 
 def refine_decoder(vae: torch.nn.Module, out: Path, log: list, *, steps: int, lr: float, seed: int,
                    batch: Callable[[np.random.Generator], torch.Tensor],
-                   decode: Callable[[torch.Tensor], torch.Tensor]) -> None:
+                   decode: Callable[[torch.Tensor], torch.Tensor],
+                   loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> None:
     """The last stage of both toy models: train the VAE decoder (and post_quant_conv) alone on the
     posterior mean of `batch(rng)` (pixels in [-1, 1]), `decode(z)` giving the reconstruction; the
     encoder, and so the latent space the denoiser learned, stays exactly as it was: sharper edges,
     truer colours. Learning rate decays linearly from `lr`; the VAE is saved to OUT/vae. Runs on
-    the VAE's device (the batches are moved there)."""
+    the VAE's device (the batches are moved there). `loss(recon, x)` is what is minimised (default:
+    the MSE, which is what is logged either way)."""
     rng = np.random.default_rng(seed)
     device = module_device(vae)
     vae.train()
@@ -362,9 +364,11 @@ def refine_decoder(vae: torch.nn.Module, out: Path, log: list, *, steps: int, lr
             z = vae.encode(x).latent_dist.mean
         for g in opt.param_groups:
             g["lr"] = lr * (1 - step / steps)
-        mse = F.mse_loss(decode(z), x)
+        recon = decode(z)
+        mse = F.mse_loss(recon, x) if loss is None else F.mse_loss(recon.detach(), x)
+        objective = mse if loss is None else loss(recon, x)
         opt.zero_grad(set_to_none=True)
-        mse.backward()
+        objective.backward()
         opt.step()
         psnr = 10 * math.log10(4.0 / max(mse.item(), 1e-10))
         bar.set_postfix(psnr=f"{psnr:.1f}dB")

@@ -135,8 +135,39 @@ def test_vae_clips_mix_wander_motions_at_the_configured_share(monkeypatch):
 
 def test_the_recipe_is_the_bundled_toy_wans():
     """`toyworld train --kind wan` with its defaults retrains the committed toy Wan: every setting
-    of the run recorded in its card is the recipe's (vae_wander came later: none then)."""
+    of the run recorded in its card is the recipe's (vae_wander and vae_first_frame_weight came
+    later: none and 1 then)."""
     recipe = json.loads(json.dumps(dataclasses.asdict(WanToyConfig())))  # tuples as lists, as in the card
     ran = read_card(BUNDLED_WAN_MODEL)["config"]
     assert {k: recipe[k] for k in ran} == ran
-    assert set(recipe) - set(ran) == {"vae_wander"} and recipe["vae_wander"] == 0
+    assert set(recipe) - set(ran) == {"vae_wander", "vae_first_frame_weight"}
+    assert recipe["vae_wander"] == 0 and recipe["vae_first_frame_weight"] == 1
+
+
+def test_first_frame_weight_weights_the_first_frames_error_in_vae_and_decoder_training(monkeypatch, tmp_path):
+    """`vae_first_frame_weight` w: the first frame's squared error counts w times each later frame's
+    (a weighted mean, so an MSE's scale); w = 1 is F.mse_loss bit for bit and keeps the key of runs
+    from before the option; the decoder refinement minimises the same loss."""
+    import torch.nn.functional as F
+
+    from dmt.toyworld import train_wan
+
+    x = torch.zeros(2, 3, 9, 8, 8)
+    recon = x.clone()
+    recon[:, :, 0] = 1.0  # all the error in the first frame: mean per frame 1, 0, ..., 0
+    assert train_wan.reconstruction_loss(recon, x, 8.0).item() == pytest.approx(8 / 16)
+    assert train_wan.reconstruction_loss(recon, x).item() == pytest.approx(1 / 9)
+    r = torch.randn(2, 3, 9, 8, 8)
+    assert torch.equal(train_wan.reconstruction_loss(r, x), F.mse_loss(r, x))
+    # the key of the recipe as it was before the option (runs made then still resume)
+    assert dataclasses.replace(WanToyConfig(), vae_first_frame_weight=1.0).key() == "af6638487a787bc9"
+    assert WanToyConfig(vae_first_frame_weight=8.0).key() != WanToyConfig(vae_first_frame_weight=1.0).key()
+
+    seen = []
+    real = train_wan.reconstruction_loss
+    monkeypatch.setattr(train_wan, "reconstruction_loss",
+                        lambda recon, x, w=1.0: seen.append(w) or real(recon, x, w))
+    cfg = dataclasses.replace(MINI, vae_first_frame_weight=4.0)
+    train_toy_wan(tmp_path / "run", cfg)
+    n_vae = sum(1 for w in seen[:cfg.vae_steps] if w == 4.0)
+    assert n_vae == cfg.vae_steps and len(seen) == cfg.vae_steps + cfg.decoder_steps and set(seen) == {4.0}
