@@ -65,6 +65,10 @@ def add_toyworld_command(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--trail", action=argparse.BooleanOptionalAction, default=recipe.trail,
                    help="ZeroScope: draw a grey comet tail behind the object, so one frame shows which way it moves (the "
                    "bundled recipe has none: with it, direction words bound in 56 %% of samples but colours in 83 %%)")
+    t.add_argument("--first-frame-weight", type=float, default=None,
+                   help=f"Wan: weight of the first frame's reconstruction error against each later frame's in the "
+                   f"VAE's training (Wan's VAE encodes the first frame alone; default "
+                   f"{_wan_recipe().vae_first_frame_weight:g}, the recipe's)")
     t.set_defaults(func=run_train)
     e = tsub.add_parser("eval", formatter_class=HelpFormatter, help="print the toy-world quality gates G1-G5",
                         description="Runs the five gates on a toy-world model and prints the table (the thresholds "
@@ -125,6 +129,10 @@ def _train_wan(args: argparse.Namespace) -> int:
         raise InputError(f"{', '.join(given)} {verb} to the toy ZeroScope only; leave {'it' if len(given) == 1 else 'them'} "
                          f"out with --kind wan.")
     cfg = WanToyConfig(seed=args.seed)
+    if args.first_frame_weight is not None:
+        if not 0 < args.first_frame_weight <= 100:
+            raise InputError(f"--first-frame-weight must be in (0, 100]; got {args.first_frame_weight:g}.")
+        cfg = dataclasses.replace(cfg, vae_first_frame_weight=args.first_frame_weight)
     if _steps(args) is not None:
         cfg = dataclasses.replace(cfg, steps=args.steps)
     out = train_toy_wan(args.out, cfg, resume=args.resume, threads=args.threads, device=args.device)
@@ -137,6 +145,9 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.kind == "wan":
         return _train_wan(args)
+    if args.first_frame_weight is not None:
+        raise InputError("--first-frame-weight applies to the toy Wan only (--kind wan); leave it out for the toy "
+                         "ZeroScope.")
 
     if not 0 < args.latent_scale <= 4 or not 0 < args.token_init_std <= 10 or not 0 <= args.high_noise_share <= 1:
         raise InputError("--latent-scale must be in (0, 4], --token-init-std in (0, 10] and --high-noise-share in "

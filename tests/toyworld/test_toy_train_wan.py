@@ -171,3 +171,19 @@ def test_first_frame_weight_weights_the_first_frames_error_in_vae_and_decoder_tr
     train_toy_wan(tmp_path / "run", cfg)
     n_vae = sum(1 for w in seen[:cfg.vae_steps] if w == 4.0)
     assert n_vae == cfg.vae_steps and len(seen) == cfg.vae_steps + cfg.decoder_steps and set(seen) == {4.0}
+
+
+def test_cli_first_frame_weight(tmp_path, capsys, monkeypatch):
+    """--first-frame-weight reaches the toy Wan's recipe; it is refused out of range and for the
+    toy ZeroScope, before anything is written."""
+    from dmt.toyworld import train_wan
+
+    got = []
+    monkeypatch.setattr(train_wan, "train_toy_wan", lambda out, cfg, **kw: got.append(cfg) or out)
+    assert main(["toyworld", "train", "--kind", "wan", "--out", str(tmp_path / "a"), "--first-frame-weight", "8"]) == 0
+    assert got[0] == dataclasses.replace(WanToyConfig(), vae_first_frame_weight=8.0)
+    assert main(["toyworld", "train", "--kind", "wan", "--out", str(tmp_path / "b"), "--first-frame-weight", "0"]) == 2
+    assert "--first-frame-weight must be in (0, 100]" in capsys.readouterr().err
+    assert main(["toyworld", "train", "--out", str(tmp_path / "c"), "--first-frame-weight", "8"]) == 2
+    assert "applies to the toy Wan only" in capsys.readouterr().err
+    assert not any((tmp_path / n).exists() for n in "abc")
