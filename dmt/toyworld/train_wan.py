@@ -84,7 +84,9 @@ class WanToyConfig:
     #: alone into its own latent frame, so under a plain mean over 9 frames it gets 1/9 of the
     #: loss: trained that way the toy VAE washed its colour out (first-frame MSE 0.0172 against
     #: 0.0048 for the others; the object's colour 0.22 off). Applies to the VAE's training and to
-    #: the decoder refinement alike.
+    #: the decoder refinement alike. The whole recipe with 8, 2026-12-06: first frame mended
+    #: (0.0076, colour 0.09 off), but the VAE merged red and yellow and G1's colour fell to 60 %
+    #: (the toy Wan's card), so the recipe keeps 1.
     vae_first_frame_weight: float = 1.0
     kl_weight: float = 1e-6
     num_clips: int = 2048
