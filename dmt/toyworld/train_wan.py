@@ -67,7 +67,11 @@ class WanToyConfig:
     vae_mult: tuple[int, ...] = (1, 2, 2, 2)
     z_dim: int = 16
     #: AutoencoderKLWan learns these clips slowly (measured: about 3x the steps of the toy
-    #: ZeroScope's AutoencoderKL for the same PSNR), so many small steps
+    #: ZeroScope's AutoencoderKL for the same PSNR), so many small steps. It first sits near
+    #: 20 dB with the objects lost in the background, and 1200 steps at 2e-3 leave which colours
+    #: it keeps apart to the draw; 2500 steps at 1e-3 with first-frame weight 4 gave a far better
+    #: VAE (2026-12-06: 30 dB, first frame mended, all colours apart), but the transformer trained
+    #: on it drew coloured triangles green or red (G1 colour 77 %), so the recipe stays (card)
     vae_steps: int = 1200
     #: clips per VAE step
     vae_batch: int = 2
