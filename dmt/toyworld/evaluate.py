@@ -26,6 +26,7 @@ from ..customize.encode import encode_examples
 from ..customize.generate import GenerateSettings, generate_video
 from ..customize.train import TrainSettings, train_motion
 from ..metrics.motion_fidelity import motion_fidelity
+from ..models.interface import model_ops
 from ..models.text import with_prefix
 from ..models.zeroscope import ZeroScope
 from ..transfer.context import ContextOptions
@@ -165,19 +166,31 @@ def gate_transfer(model: ZeroScope, count: int = 12, preset: str = "fast", guida
                   with_fidelity: bool = True) -> GateResult:
     """Transfer each held-out source onto another object; compare with text-to-video (same prompt,
     seed, steps and CFG). Figures: mean trajectory error (px) of transfer and baseline, their ratio,
-    the share of outputs with the prompted colour, mean Motion-Fidelity of each against the source."""
+    the share of outputs with the prompted colour, mean Motion-Fidelity of each against the source.
+    Two more say what limits the gate: `err_roundtrip_px`, the error of the source itself encoded
+    and decoded by the model's VAE (`ratio_roundtrip` = that / the baseline's: what a perfect copy
+    of the source latent would score), and, when guided, `loss_step_drop`, the mean relative fall
+    of the guidance loss within a guided step (its first to its last optimiser iteration) and
+    `loss_start` / `loss_end`, the loss at the first guided step's first iteration and at the last
+    guided step's last (means over the clips)."""
     res = GateResult(f"G2 motion transfer ({preset}{'' if guidance else ', guidance off'})")
     kw = toy_transfer_kwargs(preset, guidance, model)
     cfg = kw["amf"] if is_wan(model) else kw["settings"]
+    ops = model_ops(model)
     for p in transfer_pairs(count):
         src = model_clip(model, p["motion"], p["colour"], p["shape"], seed=p["clip_seed"])
         target = subject(p["target_colour"], p["target_shape"])
-        out = transfer(model, src.frames, subject(p["colour"], p["shape"]), target, seed=p["seed"], **kw).frames
+        result = transfer(model, src.frames, subject(p["colour"], p["shape"]), target, seed=p["seed"], **kw)
+        out = result.frames
         base = _t2v(model, model_prompt(model, target), p["seed"], 50, cfg.guidance_scale)
+        with torch.no_grad():
+            roundtrip = ops.decode(model, ops.encode_clip(model, src.frames))
         ts, to, tb = track_object(src.frames), track_object(out), track_object(base)
         row = {**p, "err_transfer": trajectory_error(to.positions, ts.positions),
                "err_baseline": trajectory_error(tb.positions, ts.positions),
+               "err_roundtrip": trajectory_error(track_object(roundtrip).positions, ts.positions),
                "colour_ok": to.colour == p["target_colour"], "colour_out": to.colour}
+        row.update(_loss_trace(result.sample.losses))
         if with_fidelity:
             row["mf_transfer"], row["mf_baseline"] = _fidelity(src.frames, out), _fidelity(src.frames, base)
         res.rows.append(row)
@@ -187,11 +200,28 @@ def gate_transfer(model: ZeroScope, count: int = 12, preset: str = "fast", guida
                    "colour_accuracy": sum(r["colour_ok"] for r in rows) / len(rows),
                    "wins": sum(r["err_transfer"] < r["err_baseline"] for r in rows)}
     res.figures["ratio"] = res.figures["err_transfer_px"] / max(res.figures["err_baseline_px"], 1e-6)
+    res.figures["err_roundtrip_px"] = float(np.mean([r["err_roundtrip"] for r in rows]))
+    res.figures["ratio_roundtrip"] = res.figures["err_roundtrip_px"] / max(res.figures["err_baseline_px"], 1e-6)
+    for k in ("loss_start", "loss_end", "loss_step_drop"):
+        if all(k in r for r in rows):
+            res.figures[k] = float(np.mean([r[k] for r in rows]))
     if with_fidelity:
         for k in ("mf_transfer", "mf_baseline"):  # an untrackable output scores as no match (0)
             res.figures[k] = float(np.mean([r[k] if r[k] is not None else 0.0 for r in rows]))
             res.figures[k + "_untrackable"] = sum(r[k] is None for r in rows)
     return res
+
+
+def _loss_trace(losses: dict[int, list[float]]) -> dict[str, float]:
+    """A guided sampling's loss record (guided step → the loss before each optimiser iteration, in
+    sampling order, as SampleResult keeps it by timestep and AMFSampleResult by step index) as
+    loss_start, loss_end and loss_step_drop (see gate_transfer); empty when no step was guided."""
+    steps = [v for v in losses.values() if v]
+    if not steps:
+        return {}
+    drops = [1.0 - v[-1] / v[0] for v in steps if v[0] > 0]
+    return {"loss_start": float(steps[0][0]), "loss_end": float(steps[-1][-1]),
+            "loss_step_drop": float(np.mean(drops)) if drops else 0.0}
 
 
 # ---- G3 ------------------------------------------------------------------------------------------
