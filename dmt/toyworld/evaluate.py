@@ -167,24 +167,23 @@ def gate_transfer(model: ZeroScope, count: int = 12, preset: str = "fast", guida
     """Transfer each held-out source onto another object; compare with text-to-video (same prompt,
     seed, steps and CFG). Figures: mean trajectory error (px) of transfer and baseline, their ratio,
     the share of outputs with the prompted colour, mean Motion-Fidelity of each against the source.
-    Two more say what limits the gate: `err_roundtrip_px`, the error of the source itself encoded
-    and decoded by the model's VAE (`ratio_roundtrip` = that / the baseline's: what a perfect copy
-    of the source latent would score), and, when guided, `loss_step_drop`, the mean relative fall
+    Further figures say what limits the gate: `err_roundtrip_px`, the error of the source latent
+    the transfer read (its VAE encoding) decoded again (`ratio_roundtrip` = that / the baseline's:
+    what a perfect copy of the source latent would score), and, when guided, `loss_step_drop`, the mean relative fall
     of the guidance loss within a guided step (its first to its last optimiser iteration) and
     `loss_start` / `loss_end`, the loss at the first guided step's first iteration and at the last
     guided step's last (means over the clips)."""
     res = GateResult(f"G2 motion transfer ({preset}{'' if guidance else ', guidance off'})")
     kw = toy_transfer_kwargs(preset, guidance, model)
     cfg = kw["amf"] if is_wan(model) else kw["settings"]
-    ops = model_ops(model)
     for p in transfer_pairs(count):
         src = model_clip(model, p["motion"], p["colour"], p["shape"], seed=p["clip_seed"])
         target = subject(p["target_colour"], p["target_shape"])
         result = transfer(model, src.frames, subject(p["colour"], p["shape"]), target, seed=p["seed"], **kw)
         out = result.frames
         base = _t2v(model, model_prompt(model, target), p["seed"], 50, cfg.guidance_scale)
-        with torch.no_grad():
-            roundtrip = ops.decode(model, ops.encode_clip(model, src.frames))
+        with torch.no_grad():  # the source latent the transfer read, decoded
+            roundtrip = model_ops(model).decode(model, result.inversion.x0)
         ts, to, tb = track_object(src.frames), track_object(out), track_object(base)
         row = {**p, "err_transfer": trajectory_error(to.positions, ts.positions),
                "err_baseline": trajectory_error(tb.positions, ts.positions),
