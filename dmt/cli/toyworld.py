@@ -69,6 +69,11 @@ def add_toyworld_command(sub: argparse._SubParsersAction) -> None:
                    help=f"Wan: weight of the first frame's reconstruction error against each later frame's in the "
                    f"VAE's training (Wan's VAE encodes the first frame alone; default "
                    f"{_wan_recipe().vae_first_frame_weight:g}, the recipe's)")
+    t.add_argument("--vae-steps", type=int, default=None,
+                   help=f"Wan: the VAE's training steps (default {_wan_recipe().vae_steps}, the recipe's)")
+    t.add_argument("--vae-lr", type=float, default=None,
+                   help=f"Wan: the VAE's learning rate, also its decoder refinement's (default "
+                   f"{_wan_recipe().vae_lr:g}, the recipe's)")
     t.set_defaults(func=run_train)
     e = tsub.add_parser("eval", formatter_class=HelpFormatter, help="print the toy-world quality gates G1-G5",
                         description="Runs the five gates on a toy-world model and prints the table (the thresholds "
@@ -133,6 +138,14 @@ def _train_wan(args: argparse.Namespace) -> int:
         if not 0 < args.first_frame_weight <= 100:
             raise InputError(f"--first-frame-weight must be in (0, 100]; got {args.first_frame_weight:g}.")
         cfg = dataclasses.replace(cfg, vae_first_frame_weight=args.first_frame_weight)
+    if args.vae_steps is not None:
+        if not 1 <= args.vae_steps <= 1_000_000:
+            raise InputError(f"--vae-steps must be a whole number from 1 to 1000000; got {args.vae_steps}.")
+        cfg = dataclasses.replace(cfg, vae_steps=args.vae_steps)
+    if args.vae_lr is not None:
+        if not 0 < args.vae_lr <= 1:
+            raise InputError(f"--vae-lr must be in (0, 1]; got {args.vae_lr:g}.")
+        cfg = dataclasses.replace(cfg, vae_lr=args.vae_lr)
     if _steps(args) is not None:
         cfg = dataclasses.replace(cfg, steps=args.steps)
     out = train_toy_wan(args.out, cfg, resume=args.resume, threads=args.threads, device=args.device)
@@ -145,9 +158,11 @@ def run_train(args: argparse.Namespace) -> int:
 
     if args.kind == "wan":
         return _train_wan(args)
-    if args.first_frame_weight is not None:
-        raise InputError("--first-frame-weight applies to the toy Wan only (--kind wan); leave it out for the toy "
-                         "ZeroScope.")
+    wan_only = [flag for flag, value in (("--first-frame-weight", args.first_frame_weight),
+                                         ("--vae-steps", args.vae_steps), ("--vae-lr", args.vae_lr)) if value is not None]
+    if wan_only:
+        raise InputError(f"{', '.join(wan_only)} {'applies' if len(wan_only) == 1 else 'apply'} to the toy Wan only "
+                         f"(--kind wan); leave {'it' if len(wan_only) == 1 else 'them'} out for the toy ZeroScope.")
 
     if not 0 < args.latent_scale <= 4 or not 0 < args.token_init_std <= 10 or not 0 <= args.high_noise_share <= 1:
         raise InputError("--latent-scale must be in (0, 4], --token-init-std in (0, 10] and --high-noise-share in "

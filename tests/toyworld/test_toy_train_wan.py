@@ -187,3 +187,23 @@ def test_cli_first_frame_weight(tmp_path, capsys, monkeypatch):
     assert main(["toyworld", "train", "--out", str(tmp_path / "c"), "--first-frame-weight", "8"]) == 2
     assert "applies to the toy Wan only" in capsys.readouterr().err
     assert not any((tmp_path / n).exists() for n in "abc")
+
+
+def test_cli_vae_schedule(tmp_path, capsys, monkeypatch):
+    """--vae-steps and --vae-lr reach the toy Wan's recipe (so a run with another VAE schedule,
+    such as the cards' "tried" ones, is one command); out of range or for the toy ZeroScope they
+    are refused before anything is written."""
+    from dmt.toyworld import train_wan
+
+    got = []
+    monkeypatch.setattr(train_wan, "train_toy_wan", lambda out, cfg, **kw: got.append(cfg) or out)
+    assert main(["toyworld", "train", "--kind", "wan", "--out", str(tmp_path / "a"), "--vae-steps", "2500",
+                 "--vae-lr", "1e-3", "--steps", "16000"]) == 0
+    assert got[0] == dataclasses.replace(WanToyConfig(), vae_steps=2500, vae_lr=1e-3, steps=16000)
+    assert main(["toyworld", "train", "--kind", "wan", "--out", str(tmp_path / "b"), "--vae-steps", "0"]) == 2
+    assert "--vae-steps must be a whole number from 1" in capsys.readouterr().err
+    assert main(["toyworld", "train", "--kind", "wan", "--out", str(tmp_path / "b"), "--vae-lr", "-1"]) == 2
+    assert "--vae-lr must be in (0, 1]" in capsys.readouterr().err
+    assert main(["toyworld", "train", "--out", str(tmp_path / "c"), "--vae-steps", "10", "--vae-lr", "0.1"]) == 2
+    assert "--vae-steps, --vae-lr apply to the toy Wan only" in capsys.readouterr().err
+    assert len(got) == 1 and not any((tmp_path / n).exists() for n in "bc")
