@@ -31,7 +31,7 @@ def add_toyworld_command(sub: argparse._SubParsersAction) -> None:
                         "that load_zeroscope loads (with --kind wan: the transformer and UMT5, a Wan folder that "
                         "load_wan loads), with toyworld.json (defaults and training record). Ctrl-C "
                         "saves a resumable state; run the same command with --resume to continue. About an "
-                        "hour for either bundled recipe on a 2-core CPU; runs on a CUDA GPU when torch sees one "
+                        "hour for the toy ZeroScope's recipe and three for the toy Wan's on a 2-core CPU; runs on a CUDA GPU when torch sees one "
                         "(--device).")
     t.add_argument("--out", required=True, help="output folder (new or empty; with --resume, the run to continue)")
     t.add_argument("--resume", action="store_true", help="continue the training in --out")

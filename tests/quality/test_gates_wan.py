@@ -49,8 +49,10 @@ def test_g1_toy_wan_gives_the_prompted_direction(g1):
     assert g1.figures["direction_accuracy"] >= TH["G1"]["direction_accuracy_min"], _report(g1)
 
 
-@not_met("colour 85.4 % of 48 (threshold 90 %): green drawn blue in 4 samples")
 def test_g1_toy_wan_gives_the_prompted_colour(g1):
+    """93.8 % on the gate's 48 seeds (93.8 % and 95.8 % on two other sets); the wrong samples are
+    yellow triangles drawn red. The toy Wan before 2026-12-06 (a VAE that washed out the first
+    frame, 8000 transformer steps) gave 85.4 %: its card says what changed."""
     assert g1.figures["colour_accuracy"] >= TH["G1"]["colour_accuracy_min"], _report(g1)
 
 
@@ -62,7 +64,7 @@ def test_the_toy_wan_reads_the_direction_word(toy_wan):
     assert gaps["direction"] > 0.02 and gaps["colour"] > 0.02, gaps
 
 
-@not_met("attention motion flow: trajectory ratio 0.95 (threshold 0.5), guidance off 0.95; `toyworld eval --model wan`",
+@not_met("attention motion flow: trajectory ratio 0.72 (threshold 0.5), guidance off 0.80; `toyworld eval --model wan`",
          run=False)
 def test_g2_toy_wan_transfer_follows_the_source(toy_wan):
     g2 = ev.gate_transfer(toy_wan, count=TH["G2"]["clips_min"], preset="amf")
@@ -73,17 +75,18 @@ def test_g2_toy_wan_transfer_follows_the_source(toy_wan):
 def g4(toy_wan):
     """A 49-frame held-out circle (13 latent frames) in windows of 16 frames (4 latent frames, 6
     windows) onto a blue square. The windows' plumbing is tested on the tiny random Wan
-    (tests/transfer/test_wan_context.py); here only the gate, which the toy Wan does not meet."""
+    (tests/transfer/test_wan_context.py); here only the gate, which the toy Wan does not meet: its
+    windows are longer than its training clips (9 frames, 3 latent frames), and beyond those it
+    draws blobs (text-to-video of 17 frames or more, looked at as frames; its card)."""
     return ev.gate_long_video(toy_wan, fuses=("pyramid",))
 
 
-@not_met("trajectory 15.4 px vs text-to-video 21.1 (ratio 0.73, threshold 0.5; guidance off 14.9, one pass "
-         "without windows 14.1)")
+@not_met("trajectory 21.0 px vs text-to-video 15.7 (ratio 1.34, threshold 0.5; guidance off 20.8)")
 def test_g4_toy_wan_long_video_follows_the_source(g4):
     f = g4.figures
     assert f["pyramid"]["err_px"] <= TH["G4"]["ratio_max"] * f["baseline_err_px"], _report(g4)
 
 
-@not_met("largest step at a seam 9.1 x the median step elsewhere (threshold 1.5)")
+@not_met("largest step at a seam 1.64 x the median step elsewhere (threshold 1.5)")
 def test_g4_toy_wan_long_video_has_no_jump_at_seams(g4):
     assert g4.figures["pyramid"]["seam_ratio"] <= TH["G4"]["seam_ratio_max"], _report(g4)
