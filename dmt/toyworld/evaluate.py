@@ -249,6 +249,17 @@ def motion_examples(model: ZeroScope, motion: str, token: str, count: int = 5):
     return encode_examples(model, ex)
 
 
+def roundtrip_motion_error(model: ZeroScope, motion: str, token: str, count: int = 5) -> float:
+    """Mean velocity-profile error (px/frame) of the example clips' latents decoded again, against
+    the canonical motion: what a customization that reproduced the examples' latents exactly would
+    score, so the least error G3 can reach through this model's VAE."""
+    ref = canonical_positions(motion, frames_of(model))
+    ops = model_ops(model)
+    with torch.no_grad():
+        return float(np.mean([velocity_error(track_object(ops.decode(model, e.latents)).positions, ref)
+                              for e in motion_examples(model, motion, token, count)]))
+
+
 def regularization_clips(model: ZeroScope, count: int = 4):
     """Real vocabulary clips with their captions (prior preservation)."""
     ex = []
@@ -300,11 +311,16 @@ def gate_customize(model: ZeroScope, modes: tuple[str, ...] = ("lora", "full"), 
                    second_motion: bool = True, random_motion: bool = False) -> GateResult:
     """Learn the circle under "sks" (and the zigzag under "zxq"); figures per mode: velocity error
     with the motion and on the base model, prior direction accuracy with the motion applied, whether
-    strength 0 equals the base model; with both motions applied, each one's error.
+    strength 0 equals the base model; with both motions applied, each one's error. What limits the
+    gate: `err_roundtrip_circle`, the example clips' latents decoded again (roundtrip_motion_error),
+    and `ratio_roundtrip` = that / the base model's error (a ratio near 1: the VAE cannot carry the
+    motion, so no customization can pass).
     random_motion: replace the trained deltas by random ones of the same size (negative control)."""
     res = GateResult("G3 motion customization" + (" (random motion)" if random_motion else ""))
     base_circle = float(np.mean(motion_error(model, "circle", "sks", None)))
     res.figures["base_err_circle"] = base_circle
+    res.figures["err_roundtrip_circle"] = roundtrip_motion_error(model, "circle", "sks")
+    res.figures["ratio_roundtrip"] = res.figures["err_roundtrip_circle"] / max(base_circle, 1e-6)
     for mode in modes:
         circle = learn_motion(model, "circle", "sks", toy_train_settings(mode, steps))
         if random_motion:
@@ -327,6 +343,7 @@ def gate_customize(model: ZeroScope, modes: tuple[str, ...] = ("lora", "full"), 
             e2 = float(np.mean(motion_error(model, "zigzag", "zxq", both)))
             res.figures["two_motions"] = {"mode": mode, "err_circle": e1, "ratio_circle": e1 / max(base_circle, 1e-6),
                                           "base_err_zigzag": base_zig, "err_zigzag": e2,
+                                          "err_roundtrip_zigzag": roundtrip_motion_error(model, "zigzag", "zxq"),
                                           "ratio_zigzag": e2 / max(base_zig, 1e-6)}
     return res
 
@@ -351,6 +368,15 @@ def seam_steps(num_frames: int, length: int, overlap: int, factor: int = 1) -> l
                    for s in (w.start, w.stop) if 0 < s < n})
 
 
+def seam_ratio(positions: np.ndarray, seams: list[int]) -> float:
+    """The largest centroid step (px) across a seam over the median step elsewhere. positions: (F, 2)
+    px; seams: frame indices s whose step s-1 → s crosses a seam (seam_steps)."""
+    steps = np.linalg.norm(np.diff(positions, axis=0), axis=1)  # steps[k]: frame k → k+1
+    at_seam = [steps[s - 1] for s in seams]
+    elsewhere = [v for k, v in enumerate(steps) if k + 1 not in seams]
+    return float(max(at_seam) / max(np.median(elsewhere), 1e-6))
+
+
 def gate_long_video(model: ZeroScope, fuses: tuple[str, ...] = ("pyramid", "flat"), num_frames: int | None = None,
                     length: int = 16, overlap: int = 8, preset: str | None = None, guidance: bool = True) -> GateResult:
     """A 48-frame circle (3 revolutions; 49 frames on a toy Wan, whose windows act on latent frames:
@@ -358,7 +384,10 @@ def gate_long_video(model: ZeroScope, fuses: tuple[str, ...] = ("pyramid", "flat
     on a toy Wan "amf").
     Figures: the trajectory error (px) of plain text-to-video of the same prompt and seed (48 frames,
     no windows: the baseline), and per fuse the transfer's trajectory error (px) and the largest
-    centroid step at a seam / the median step elsewhere."""
+    centroid step at a seam / the median step elsewhere (seam_ratio). What limits the gate: the
+    source's VAE round trip (encoded and decoded, no windows) measured the same way,
+    `roundtrip_err_px` and `roundtrip_seam_ratio` (a VAE that jumps between latent frames jumps at
+    every seam of a Wan, whose seams fall between latent frames)."""
     wan = is_wan(model)
     num_frames, preset = num_frames or (49 if wan else 48), preset or ("amf" if wan else "fast")
     res = GateResult(f"G4 long video ({preset}{'' if guidance else ', guidance off'})")
@@ -369,16 +398,17 @@ def gate_long_video(model: ZeroScope, fuses: tuple[str, ...] = ("pyramid", "flat
     scale = (kw["amf"] if wan else kw["settings"]).guidance_scale
     base = _t2v(model, model_prompt(model, "a blue square"), 1, 50, scale, num_frames=num_frames)
     res.figures["baseline_err_px"] = trajectory_error(track_object(base).positions, ts.positions)
+    ops = model_ops(model)
+    with torch.no_grad():
+        rt = track_object(ops.decode(model, ops.encode_clip(model, src.frames))).positions
+    res.figures["roundtrip_err_px"] = trajectory_error(rt, ts.positions)
+    res.figures["roundtrip_seam_ratio"] = seam_ratio(rt, seams)
     for fuse in fuses:
         ctx = ContextOptions(length=length, overlap=overlap, fuse=fuse)
         out = transfer(model, src.frames, "a red ball", "a blue square", seed=1, context=ctx, **kw).frames
         to = track_object(out)
-        steps = np.linalg.norm(np.diff(to.positions, axis=0), axis=1)  # steps[k]: frame k → k+1
-        at_seam = [steps[s - 1] for s in seams]
-        elsewhere = [v for k, v in enumerate(steps) if k + 1 not in seams]
         res.figures[fuse] = {"err_px": trajectory_error(to.positions, ts.positions),
-                             "seam_ratio": float(max(at_seam) / max(np.median(elsewhere), 1e-6)),
-                             "colour": to.colour}
+                             "seam_ratio": seam_ratio(to.positions, seams), "colour": to.colour}
     return res
 
 

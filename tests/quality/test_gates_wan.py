@@ -1,9 +1,10 @@
 """Quality gates on the committed toy-world Wan 2.1 (dmt/toyworld/wan_model): the same world, gates
 and thresholds as the toy ZeroScope's (dmt.toyworld.evaluate.THRESHOLDS), on Wan's classes.
 
-CI runs G1 (base model), the caption-word probe and G4 (long video in context windows, pyramid
-fuse); `python -m dmt toyworld eval --model wan` runs the whole table (G2 with attention motion
-flow, SMM and guidance off; G3; G4 with both fuses and guidance off). Gates the toy Wan does not
+CI runs G1 (base model), the caption-word probe, G3 with the circle alone in LoRA mode and G4
+(long video in context windows, pyramid fuse); `python -m dmt toyworld eval --model wan` runs the
+whole table (G2 with attention motion flow, SMM and guidance off; G3 in both modes and with two
+motions; G4 with both fuses and guidance off). Gates the toy Wan does not
 meet yet are strict expected failures, never silent passes.
 """
 
@@ -69,6 +70,37 @@ def test_the_toy_wan_reads_the_direction_word(toy_wan):
 def test_g2_toy_wan_transfer_follows_the_source(toy_wan):
     g2 = ev.gate_transfer(toy_wan, count=TH["G2"]["clips_min"], preset="amf")
     assert g2.figures["ratio"] <= TH["G2"]["ratio_max"], _report(g2)
+
+
+@pytest.fixture(scope="module")
+def g3_circle(toy_wan):
+    """The circle learnt with LoRA (600 steps, the toy ZeroScope's settings), as CI runs G3 on the
+    toy ZeroScope."""
+    return ev.gate_customize(toy_wan, modes=("lora",), second_motion=False)
+
+
+@not_met("LoRA velocity error 8.9 vs 9.9 px/frame (ratio 0.90, threshold 0.5); what limits it: "
+         "test_g3_the_toy_wan_vae_carries_the_taught_motion")
+def test_g3_toy_wan_learns_the_held_out_motion(g3_circle):
+    assert g3_circle.figures["lora"]["ratio"] <= TH["G3"]["ratio_max"], _report(g3_circle)
+
+
+@not_met("the example circles' latents decoded again: 9.7 px/frame against the base model's 9.9 (ratio 0.98)")
+def test_g3_the_toy_wan_vae_carries_the_taught_motion(g3_circle):
+    """What G3 on the toy Wan needs first: its VAE must give back the examples' circle (the toy
+    ZeroScope's: ratio 0.013). At 9 frames the circle moves 9.6 px a frame, and 4 frames share a
+    latent frame; the VAE, trained on straight lines only, gives back a stalled and jumping path."""
+    assert g3_circle.figures["ratio_roundtrip"] <= TH["G3"]["ratio_max"], _report(g3_circle)
+
+
+def test_g3_toy_wan_prior_holds_with_the_motion_applied(g3_circle):
+    """Vocabulary prompts without the token keep their direction with the circle applied (the toy
+    ZeroScope cannot: its direction words are not bound)."""
+    assert g3_circle.figures["lora"]["prior_accuracy"] >= TH["G3"]["prior_accuracy_min"], _report(g3_circle)
+
+
+def test_g3_toy_wan_strength_zero_is_the_base_model(g3_circle):
+    assert g3_circle.figures["lora"]["strength0_equals_base"], _report(g3_circle)
 
 
 @pytest.fixture(scope="module")
