@@ -31,8 +31,8 @@ def add_toyworld_command(sub: argparse._SubParsersAction) -> None:
                         "that load_zeroscope loads (with --kind wan: the transformer and UMT5, a Wan folder that "
                         "load_wan loads), with toyworld.json (defaults and training record). Ctrl-C "
                         "saves a resumable state; run the same command with --resume to continue. About an "
-                        "hour for the toy ZeroScope's recipe and three for the toy Wan's on a 2-core CPU; runs on a CUDA GPU when torch sees one "
-                        "(--device).")
+                        "hour for the toy ZeroScope's recipe and three for the toy Wan's on a 2-core CPU; runs on a "
+                        "CUDA GPU when torch sees one (--device).")
     t.add_argument("--out", required=True, help="output folder (new or empty; with --resume, the run to continue)")
     t.add_argument("--resume", action="store_true", help="continue the training in --out")
     t.add_argument("--kind", choices=("zeroscope", "wan"), default="zeroscope",
@@ -65,6 +65,10 @@ def add_toyworld_command(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--trail", action=argparse.BooleanOptionalAction, default=recipe.trail,
                    help="ZeroScope: draw a grey comet tail behind the object, so one frame shows which way it moves (the "
                    "bundled recipe has none: with it, direction words bound in 56 %% of samples but colours in 83 %%)")
+    t.add_argument("--frames", type=int, default=None,
+                   help=f"frames per training clip, which become the model's default clip length (default: "
+                   f"{recipe.num_frames} for the toy ZeroScope, {_wan_recipe().num_frames} for the toy Wan, which needs "
+                   f"4k + 1). The world's speeds are travel per clip, so longer clips move slower per frame")
     t.add_argument("--first-frame-weight", type=float, default=None,
                    help=f"Wan: weight of the first frame's reconstruction error against each later frame's in the "
                    f"VAE's training (Wan's VAE encodes the first frame alone; default "
@@ -74,6 +78,9 @@ def add_toyworld_command(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--vae-lr", type=float, default=None,
                    help=f"Wan: the VAE's learning rate, also its decoder refinement's (default "
                    f"{_wan_recipe().vae_lr:g}, the recipe's)")
+    t.add_argument("--vae-wander", type=float, default=None,
+                   help=f"Wan: share of the VAE's training clips with a random-walk motion, so that it learns to "
+                   f"encode curved paths within a latent frame (default {_wan_recipe().vae_wander:g}, the recipe's)")
     t.set_defaults(func=run_train)
     e = tsub.add_parser("eval", formatter_class=HelpFormatter, help="print the toy-world quality gates G1-G5",
                         description="Runs the five gates on a toy-world model and prints the table (the thresholds "
@@ -146,6 +153,16 @@ def _train_wan(args: argparse.Namespace) -> int:
         if not 0 < args.vae_lr <= 1:
             raise InputError(f"--vae-lr must be in (0, 1]; got {args.vae_lr:g}.")
         cfg = dataclasses.replace(cfg, vae_lr=args.vae_lr)
+    if args.vae_wander is not None:
+        if not 0 <= args.vae_wander <= 1:
+            raise InputError(f"--vae-wander must be in [0, 1]; got {args.vae_wander:g}.")
+        cfg = dataclasses.replace(cfg, vae_wander=args.vae_wander)
+    if args.frames is not None:
+        if args.frames % 4 != 1 or not 5 <= args.frames <= 81:
+            near = sorted({max(5, min(81, 4 * round((args.frames - 1) / 4) + 1 + d)) for d in (-4, 0, 4)})
+            raise InputError(f"--frames must be 4k + 1 from 5 to 81 for the toy Wan (Wan's VAE); got {args.frames}. "
+                             f"Nearest: {', '.join(map(str, near))}.")
+        cfg = dataclasses.replace(cfg, num_frames=args.frames)
     if _steps(args) is not None:
         cfg = dataclasses.replace(cfg, steps=args.steps)
     out = train_toy_wan(args.out, cfg, resume=args.resume, threads=args.threads, device=args.device)
@@ -159,7 +176,8 @@ def run_train(args: argparse.Namespace) -> int:
     if args.kind == "wan":
         return _train_wan(args)
     wan_only = [flag for flag, value in (("--first-frame-weight", args.first_frame_weight),
-                                         ("--vae-steps", args.vae_steps), ("--vae-lr", args.vae_lr)) if value is not None]
+                                         ("--vae-steps", args.vae_steps), ("--vae-lr", args.vae_lr),
+                                         ("--vae-wander", args.vae_wander)) if value is not None]
     if wan_only:
         raise InputError(f"{', '.join(wan_only)} {'applies' if len(wan_only) == 1 else 'apply'} to the toy Wan only "
                          f"(--kind wan); leave {'it' if len(wan_only) == 1 else 'them'} out for the toy ZeroScope.")
@@ -169,9 +187,13 @@ def run_train(args: argparse.Namespace) -> int:
                          "[0, 1].")
     if not 0 <= args.wander_clips <= 100_000:
         raise InputError(f"--wander-clips must be a whole number from 0 to 100000; got {args.wander_clips}.")
+    if args.frames is not None and not 2 <= args.frames <= 64:
+        raise InputError(f"--frames must be a whole number from 2 to 64 for the toy ZeroScope; got {args.frames}.")
     cfg = ToyConfig(seed=args.seed, latent_scale=args.latent_scale, token_init_std=args.token_init_std,
                     high_noise_share=args.high_noise_share, prediction_type=args.prediction_type,
                     wander_clips=args.wander_clips, trail=args.trail)
+    if args.frames is not None:
+        cfg = dataclasses.replace(cfg, num_frames=args.frames)
     if _steps(args) is not None:
         cfg = dataclasses.replace(cfg, unet_steps=args.steps)
     out = train_toy_model(args.out, cfg, resume=args.resume, threads=args.threads, device=args.device)

@@ -77,9 +77,12 @@ def write_model_files(out: Path, unet, text, scheduler, *, cfg: dict, log: list,
 
 def write_card(out: Path, kind: str, defaults: dict, *, cfg: dict, log: list, timing: dict, threads: int,
                loss_stage: str, device: str = "cpu") -> None:
-    """Write toyworld.json: the model's kind and run defaults, its training configuration, and the
+    """Write toyworld.json: the model's kind and run defaults (the clip size and length of its
+    training configuration `cfg`, where it has them, over `defaults`), that configuration, and the
     training record (the `loss_stage` loss per 100 steps, the VAE's PSNR, times, threads, the
     device of the run's last stage)."""
+    drawn = {"width": cfg.get("size"), "height": cfg.get("size"), "num_frames": cfg.get("num_frames")}
+    defaults = {**defaults, **{k: v for k, v in drawn.items() if v is not None}}  # the clips it was trained on
     losses = [e["loss"] for e in log if e.get("stage") == loss_stage]
     curve = [round(float(sum(losses[i:i + 100]) / len(losses[i:i + 100])), 5) for i in range(0, len(losses), 100)]
     vae_last = [e for e in log if e.get("stage") == "vae"][-1:] or [{}]

@@ -205,3 +205,40 @@ def test_cli_vae_schedule(tmp_path, capsys, monkeypatch):
     assert main(["toyworld", "train", "--out", str(tmp_path / "c"), "--vae-steps", "10", "--vae-lr", "0.1"]) == 2
     assert "--vae-steps, --vae-lr apply to the toy Wan only" in capsys.readouterr().err
     assert len(got) == 1 and not any((tmp_path / n).exists() for n in "bc")
+
+
+def test_cli_clip_length_and_vae_wander(tmp_path, capsys, monkeypatch):
+    """--frames (either kind) and --vae-wander (Wan) reach the recipes, so a toy Wan on longer clips
+    (what G3 and G4 need of it, its card) is one command; a length Wan's VAE cannot take is refused
+    with the nearest valid ones, and nothing is written by a refused command."""
+    from dmt.toyworld import train_wan
+
+    got = []
+    monkeypatch.setattr(train_wan, "train_toy_wan", lambda out, cfg, **kw: got.append(cfg) or out)
+    monkeypatch.setattr(train_mod, "train_toy_model", lambda out, cfg, **kw: got.append(cfg) or out)
+    assert main(["toyworld", "train", "--kind", "wan", "--out", str(tmp_path / "a"), "--frames", "33",
+                 "--vae-wander", "0.25"]) == 0
+    assert got[0] == dataclasses.replace(WanToyConfig(), num_frames=33, vae_wander=0.25)
+    assert got[0].key() != WanToyConfig().key()
+    assert main(["toyworld", "train", "--out", str(tmp_path / "a2"), "--frames", "16"]) == 0
+    assert got[1] == dataclasses.replace(train_mod.ToyConfig(), num_frames=16)
+    assert main(["toyworld", "train", "--kind", "wan", "--out", str(tmp_path / "b"), "--frames", "16"]) == 2
+    assert "--frames must be 4k + 1 from 5 to 81 for the toy Wan (Wan's VAE); got 16. Nearest: 13, 17, 21." in \
+        capsys.readouterr().err
+    assert main(["toyworld", "train", "--kind", "wan", "--out", str(tmp_path / "b"), "--vae-wander", "1.5"]) == 2
+    assert "--vae-wander must be in [0, 1]" in capsys.readouterr().err
+    assert main(["toyworld", "train", "--out", str(tmp_path / "c"), "--vae-wander", "0.5"]) == 2
+    assert "--vae-wander applies to the toy Wan only" in capsys.readouterr().err
+    assert main(["toyworld", "train", "--out", str(tmp_path / "c"), "--frames", "1"]) == 2
+    assert "--frames must be a whole number from 2 to 64" in capsys.readouterr().err
+    assert len(got) == 2 and not any((tmp_path / n).exists() for n in "bc")
+
+
+def test_a_run_on_longer_clips_makes_them_the_models_default(tmp_path):
+    """The card's defaults follow the clips the model was trained on, so the CLI, the nodes and the
+    gates draw clips of the length it knows."""
+    from dmt.toyworld import evaluate as ev
+
+    out = train_toy_wan(tmp_path / "m", dataclasses.replace(MINI, num_frames=5))
+    model = load_wan(out, "float32", "cpu")
+    assert read_card(out)["defaults"]["num_frames"] == 5 and ev.frames_of(model) == 5
