@@ -37,8 +37,8 @@ def add_toyworld_command(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--resume", action="store_true", help="continue the training in --out")
     t.add_argument("--kind", choices=("zeroscope", "wan"), default="zeroscope",
                    help="which base model's classes: zeroscope (UNet3D, DDPM; the bundled model's recipe) or wan "
-                   "(Wan 2.1's transformer, causal VAE and UMT5, rectified flow; 9-frame clips; the options below "
-                   "marked ZeroScope do not apply)")
+                   "(Wan 2.1's transformer, causal VAE and UMT5, rectified flow; 9-frame clips by default; the "
+                   "options below marked ZeroScope do not apply)")
     recipe = _recipe_defaults()
     t.add_argument("--steps", type=int, default=None,
                    help=f"UNet + text-encoder steps (default: {recipe.unet_steps}, as the bundled model; with "
