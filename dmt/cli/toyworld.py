@@ -65,6 +65,9 @@ def add_toyworld_command(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--trail", action=argparse.BooleanOptionalAction, default=recipe.trail,
                    help="ZeroScope: draw a grey comet tail behind the object, so one frame shows which way it moves (the "
                    "bundled recipe has none: with it, direction words bound in 56 %% of samples but colours in 83 %%)")
+    t.add_argument("--clock", action=argparse.BooleanOptionalAction, default=recipe.clock,
+                   help="ZeroScope: draw a grey bar along the bottom that grows with the frame index, so every frame "
+                   "shows when in the clip it is (the bundled recipe has none; the model card has what it does)")
     t.add_argument("--frames", type=int, default=None,
                    help=f"frames per training clip, which become the model's default clip length (default: "
                    f"{recipe.num_frames} for the toy ZeroScope, {_wan_recipe().num_frames} for the toy Wan, which needs "
@@ -121,7 +124,7 @@ def _wan_recipe():
 #: the ZeroScope-only recipe options (argparse dest → flag)
 _ZEROSCOPE_ONLY = {"latent_scale": "--latent-scale", "token_init_std": "--token-init-std",
                    "high_noise_share": "--high-noise-share", "prediction_type": "--prediction-type",
-                   "wander_clips": "--wander-clips", "trail": "--trail"}
+                   "wander_clips": "--wander-clips", "trail": "--trail", "clock": "--clock"}
 
 
 def _steps(args: argparse.Namespace) -> int | None:
@@ -191,7 +194,7 @@ def run_train(args: argparse.Namespace) -> int:
         raise InputError(f"--frames must be a whole number from 2 to 64 for the toy ZeroScope; got {args.frames}.")
     cfg = ToyConfig(seed=args.seed, latent_scale=args.latent_scale, token_init_std=args.token_init_std,
                     high_noise_share=args.high_noise_share, prediction_type=args.prediction_type,
-                    wander_clips=args.wander_clips, trail=args.trail)
+                    wander_clips=args.wander_clips, trail=args.trail, clock=args.clock)
     if args.frames is not None:
         cfg = dataclasses.replace(cfg, num_frames=args.frames)
     if _steps(args) is not None:

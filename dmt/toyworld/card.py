@@ -53,11 +53,11 @@ def model_defaults(folder: str | Path) -> dict:
 
 
 def world_options(folder: str | Path) -> dict:
-    """How the world must be drawn for a model folder: {"trail": bool} (the training config's
-    `trail`; False for a model without a toy-world card or from before the option). Its held-out
+    """How the world must be drawn for a model folder: {"trail": bool, "clock": bool} (the training
+    config's; False for a model without a toy-world card or from before the option). Its held-out
     sources and example clips must look like its training clips."""
-    card = read_card(folder)
-    return {"trail": bool(card.get("config", {}).get("trail", False)) if card else False}
+    cfg = (read_card(folder) or {}).get("config", {})
+    return {k: bool(cfg.get(k, False)) for k in ("trail", "clock")}
 
 
 def write_model_files(out: Path, unet, text, scheduler, *, cfg: dict, log: list, timing: dict, threads: int,

@@ -109,6 +109,16 @@ class ToyConfig:
     #: recipe, 6000 steps, 2026-12-05) direction in 56 % of G1's samples (bundled: 17 %) but colour in
     #: 83 % (96 %), and transfers kept their colour in 75 % (100 %); the model card has the table.
     trail: bool = False
+    #: draw the world's clock (dmt.toyworld.world.CLOCK_ROWS): a grey bar that grows with the frame
+    #: index, so every frame shows when in the clip it is and a direction word can say where the
+    #: object is at that time. Time-reversed training clips are re-rendered (the clock still runs
+    #: forwards). False in the bundled recipe; measured in the model card.
+    clock: bool = False
+
+    @property
+    def redraw_reversed(self) -> bool:
+        """Whether time-reversed clips must be drawn again rather than played backwards."""
+        return self.trail or self.clock
 
     def key(self) -> str:
         d = dataclasses.asdict(self)
@@ -118,8 +128,9 @@ class ToyConfig:
             d.pop("prediction_type")
         if d["wander_clips"] == 0:
             d.pop("wander_clips")
-        if not d["trail"]:
-            d.pop("trail")
+        for flag in ("trail", "clock"):
+            if not d[flag]:
+                d.pop(flag)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -300,7 +311,7 @@ def _frame_batch(cfg: ToyConfig, rng: np.random.Generator) -> torch.Tensor:
     """(vae_batch, 3, size, size) in [-1, 1]: two random frames from each of fresh vocabulary clips."""
     frames: list[torch.Tensor] = []
     while len(frames) < cfg.vae_batch:
-        clip = random_vocabulary_clip(rng, cfg.num_frames, cfg.size, cfg.size, cfg.trail)
+        clip = random_vocabulary_clip(rng, cfg.num_frames, cfg.size, cfg.size, cfg.trail, cfg.clock)
         frames.extend(clip.frames[rng.choice(cfg.num_frames, 2, replace=False)])
     return torch.stack(frames[: cfg.vae_batch]).permute(0, 3, 1, 2) * 2 - 1
 
@@ -330,7 +341,7 @@ def _train_vae(cfg: ToyConfig, out: Path, log: list, device: torch.device) -> Au
     bar.close()
     vae.eval()
     with torch.no_grad():  # unit-variance latents
-        clips = [random_vocabulary_clip(rng, cfg.num_frames, cfg.size, cfg.size, cfg.trail).frames
+        clips = [random_vocabulary_clip(rng, cfg.num_frames, cfg.size, cfg.size, cfg.trail, cfg.clock).frames
                  for _ in range(16)]
         z = vae.encode((torch.cat(clips).permute(0, 3, 1, 2) * 2 - 1).to(device)).latent_dist.mean
     vae.register_to_config(scaling_factor=float(cfg.latent_scale / z.std()))
@@ -385,7 +396,7 @@ def refine_decoder(vae: torch.nn.Module, out: Path, log: list, *, steps: int, lr
 
 def _encode_clips(cfg: ToyConfig, vae: AutoencoderKL, path: Path, wander: bool = False) -> None:
     """Encode `num_clips` vocabulary clips (or `wander_clips` wander clips) into `path`: latents
-    (N, 4, F, h, w), with a trail also those of each clip played backwards and re-rendered
+    (N, 4, F, h, w), with a trail or clock also those of each clip played backwards and re-rendered
     ("reversed", same shape), and metadata [colour, shape, direction, speed] ("" for wander clips).
     Encoded on the VAE's device, stored on the CPU."""
     rng = np.random.default_rng(cfg.seed + (23 if wander else 22))
@@ -400,9 +411,9 @@ def _encode_clips(cfg: ToyConfig, vae: AutoencoderKL, path: Path, wander: bool =
 
     with torch.no_grad():
         for _ in range(count):
-            clip = make(rng, cfg.num_frames, cfg.size, cfg.size, cfg.trail)
+            clip = make(rng, cfg.num_frames, cfg.size, cfg.size, cfg.trail, cfg.clock)
             lat.append(encode(clip.frames))
-            if cfg.trail:
+            if cfg.redraw_reversed:
                 back.append(encode(reversed_clip(clip, cfg.size, cfg.size).frames))
             meta.append([clip.colour, clip.shape, *(("", "") if wander else clip.motion.split("/"))])
             bar.update()
@@ -467,7 +478,7 @@ def train_toy_model(out: str | Path, cfg: ToyConfig = ToyConfig(), resume: bool 
             save_log()
     loaded = [load_file(str(f)) for f in files]
     data = torch.cat([d["latents"] for d in loaded])
-    data_reversed = torch.cat([d["reversed"] for d in loaded]) if cfg.trail else None
+    data_reversed = torch.cat([d["reversed"] for d in loaded]) if cfg.redraw_reversed else None
     meta = []
     for f in files:
         with safe_open(str(f), framework="pt") as handle:

@@ -59,6 +59,12 @@ TRAIL_GREY = 0.32
 TRAIL_LENGTH = 2.6
 TRAIL_WIDTH = 1.4
 TRAIL_MIN_SPEED = 0.3
+#: clock (optional, `clock=True`): a grey bar along the bottom CLOCK_ROWS rows that grows with the
+#: frame index (frame i of F covers (i + 1) / F of the width, anti-aliased end), the same in every
+#: clip, in TRAIL_GREY (so the measure ignores it), shown only where the frame is plain background
+#: (the object, its edge included, covers it). Every frame shows when in the clip it is, which
+#: ZeroScope's UNet cannot otherwise tell (its temporal attention has no positions).
+CLOCK_ROWS = 6
 
 
 @dataclass
@@ -193,9 +199,9 @@ def _tail_alpha(xs: np.ndarray, ys: np.ndarray, cx: float, cy: float, v: np.ndar
 
 
 def render(positions: np.ndarray, colour: str, shape: str, height: int, width: int,
-           trail: bool = False) -> torch.Tensor:
+           trail: bool = False, clock: bool = False) -> torch.Tensor:
     """Draw the shape at each pixel position (F, 2) with an anti-aliased edge; trail: a grey tail
-    behind it (see TRAIL_GREY).
+    behind it (see TRAIL_GREY); clock: the frame-index bar (see CLOCK_ROWS).
 
     Returns (F, H, W, 3) float32 in [0, 1]."""
     r = RADIUS * min(height, width)
@@ -221,6 +227,11 @@ def render(positions: np.ndarray, colour: str, shape: str, height: int, width: i
             raise ValueError(f"Unknown shape '{shape}'; choose one of {', '.join(SHAPES)}.")
         a = np.clip(0.5 - d, 0.0, 1.0)[..., None]
         frames[i] = base * (1 - a) + fg * a
+        if clock:
+            c = np.clip((i + 1) / len(positions) * width - xs[-CLOCK_ROWS:] + 0.5, 0.0, 1.0)[..., None]
+            low = frames[i, -CLOCK_ROWS:]
+            plain = np.abs(low - bg).max(-1, keepdims=True) <= 1e-3
+            frames[i, -CLOCK_ROWS:] = np.where(plain, bg * (1 - c) + np.float32(TRAIL_GREY) * c, low)
     return torch.from_numpy(frames)
 
 
@@ -236,10 +247,12 @@ def make_clip(
     canonical: bool = False,
     cycles: int = 1,
     trail: bool = False,
+    clock: bool = False,
 ) -> Clip:
     """One clip. motion: "direction/speed" (e.g. "left/quickly"), "wander" or a held-out name
     ("circle"); canonical / cycles: see `held_out_path`; trail: draw the grey comet tail (a model
-    trained with it, `ToyConfig.trail`, expects it in its sources)."""
+    trained with it, `ToyConfig.trail`, expects it in its sources); clock: the frame-index bar
+    (`ToyConfig.clock`)."""
     rng = np.random.default_rng(seed)
     if "/" in motion:
         direction, speed = motion.split("/")
@@ -252,30 +265,31 @@ def make_clip(
         path = held_out_path(motion, num_frames, rng, canonical=canonical, cycles=cycles)
         caption = subject(colour, shape)
     pix = (path * np.array([width, height])).astype(np.float32)
-    return Clip(frames=render(pix, colour, shape, height, width, trail), positions=torch.from_numpy(pix),
-                caption=caption, colour=colour, shape=shape, motion=motion, info={"trail": trail})
+    return Clip(frames=render(pix, colour, shape, height, width, trail, clock), positions=torch.from_numpy(pix),
+                caption=caption, colour=colour, shape=shape, motion=motion, info={"trail": trail, "clock": clock})
 
 
 VOCABULARY_MOTIONS = tuple(f"{d}/{s}" for d in DIRECTIONS for s in SPEEDS)
 
 
 def random_vocabulary_clip(rng: np.random.Generator, num_frames: int = 8, height: int = 64,
-                           width: int = 64, trail: bool = False) -> Clip:
+                           width: int = 64, trail: bool = False, clock: bool = False) -> Clip:
     """A training clip: random colour, shape, vocabulary motion and placement."""
     return make_clip(str(rng.choice(VOCABULARY_MOTIONS)), str(rng.choice(list(COLOURS))), str(rng.choice(SHAPES)),
-                     num_frames=num_frames, height=height, width=width, seed=int(rng.integers(2**31)), trail=trail)
+                     num_frames=num_frames, height=height, width=width, seed=int(rng.integers(2**31)), trail=trail,
+                     clock=clock)
 
 
 def random_wander_clip(rng: np.random.Generator, num_frames: int = 8, height: int = 64,
-                       width: int = 64, trail: bool = False) -> Clip:
+                       width: int = 64, trail: bool = False, clock: bool = False) -> Clip:
     """A training clip with a wander motion (random colour, shape and walk), captioned "a red ball"."""
     return make_clip(WANDER, str(rng.choice(list(COLOURS))), str(rng.choice(SHAPES)), num_frames=num_frames,
-                     height=height, width=width, seed=int(rng.integers(2**31)), trail=trail)
+                     height=height, width=width, seed=int(rng.integers(2**31)), trail=trail, clock=clock)
 
 
 def reversed_clip(clip: Clip, height: int, width: int) -> Clip:
-    """The clip played backwards, re-rendered (a trail must point the other way; without a trail
-    this equals flipping the frames). A vocabulary clip's caption names the opposite direction."""
+    """The clip played backwards, re-rendered (a trail must point the other way, a clock must still
+    run forwards; without either this equals flipping the frames). A vocabulary clip's caption names the opposite direction."""
     pos = clip.positions.flip(0)
     caption = clip.caption
     if "/" in clip.motion:
@@ -284,6 +298,6 @@ def reversed_clip(clip: Clip, height: int, width: int) -> Clip:
         caption, motion = vocabulary_caption(clip.colour, clip.shape, d, sp), f"{d}/{sp}"
     else:
         motion = clip.motion
-    trail = bool(clip.info.get("trail", False))
-    return Clip(frames=render(pos.numpy(), clip.colour, clip.shape, height, width, trail), positions=pos,
+    trail, clock = bool(clip.info.get("trail", False)), bool(clip.info.get("clock", False))
+    return Clip(frames=render(pos.numpy(), clip.colour, clip.shape, height, width, trail, clock), positions=pos,
                 caption=caption, colour=clip.colour, shape=clip.shape, motion=motion, info=dict(clip.info))

@@ -175,23 +175,25 @@ def test_wander_clips_are_encoded_and_captioned_by_their_subject_only(mini_run):
     assert ToyConfig().key() == "fb04912b75340812" != ToyConfig(wander_clips=1024).key()
 
 
-def test_trail_run_encodes_re_rendered_reversals(tmp_path):
-    """With a trail the time-reversed training clips are re-rendered (their tail points the other
-    way), stored next to the forward latents; the model's card says how its world is drawn."""
+@pytest.mark.parametrize("option", ["trail", "clock"])
+def test_trail_or_clock_run_encodes_re_rendered_reversals(tmp_path, option):
+    """With a trail (or a clock) the time-reversed training clips are re-rendered (the tail points
+    the other way, the clock still runs forwards), stored next to the forward latents; the model's
+    card says how its world is drawn."""
     import dataclasses
 
     from safetensors.torch import load_file
 
     from dmt.toyworld.card import world_options
 
-    cfg = dataclasses.replace(MINI, trail=True, wander_clips=0)
-    out = train_toy_model(tmp_path / "trail", cfg)
+    cfg = dataclasses.replace(MINI, wander_clips=0, **{option: True})
+    out = train_toy_model(tmp_path / option, cfg)
     lat = load_file(str(out / ".train" / "latents.safetensors"))
     assert lat["reversed"].shape == lat["latents"].shape
     assert not torch.allclose(lat["reversed"], lat["latents"].flip(2), atol=1e-3)
-    assert world_options(out) == {"trail": True}
-    assert world_options(tmp_path) == {"trail": False}  # not a toy model: the plain world
-    assert cfg.key() != dataclasses.replace(cfg, trail=False).key()
+    assert world_options(out) == {"trail": False, "clock": False} | {option: True}
+    assert world_options(tmp_path) == {"trail": False, "clock": False}  # not a toy model: the plain world
+    assert cfg.key() != dataclasses.replace(cfg, **{option: False}).key()
 
 
 def test_words_diagnosis_on_the_bundled_model(capsys):

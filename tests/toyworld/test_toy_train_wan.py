@@ -109,9 +109,10 @@ def test_refusals_and_ctrl_c_resume(mini_wan, tmp_path, monkeypatch):
     assert [e["step"] for e in log if e["stage"] == "transformer"] == [1, 2, 3]
 
 
-def test_cli_refuses_zeroscope_options_with_kind_wan(tmp_path, capsys):
-    assert main(["toyworld", "train", "--kind", "wan", "--out", str(tmp_path / "run"), "--trail"]) == 2
-    assert "--trail applies to the toy ZeroScope only" in capsys.readouterr().err
+@pytest.mark.parametrize("flag", ["--trail", "--clock"])
+def test_cli_refuses_zeroscope_options_with_kind_wan(tmp_path, capsys, flag):
+    assert main(["toyworld", "train", "--kind", "wan", "--out", str(tmp_path / "run"), flag]) == 2
+    assert f"{flag} applies to the toy ZeroScope only" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 

@@ -70,10 +70,10 @@ def test_held_out_motions_are_not_among_the_training_wander_paths():
 @pytest.mark.parametrize("motion", list(VOCABULARY_MOTIONS[::3]) + list(HELD_OUT))
 @pytest.mark.parametrize("colour,shape", [("red", "ball"), ("blue", "square"), ("yellow", "triangle"),
                                           ("green", "ball")])
-@pytest.mark.parametrize("trail", [False, True])
-def test_measure_recovers_ground_truth(motion, colour, shape, trail):
-    """The measure finds the object, its colour and shape, with or without the grey tail."""
-    c = make_clip(motion, colour, shape, seed=5, trail=trail)
+@pytest.mark.parametrize("world", [{}, {"trail": True}, {"clock": True}])
+def test_measure_recovers_ground_truth(motion, colour, shape, world):
+    """The measure finds the object, its colour and shape, with or without the tail or the clock."""
+    c = make_clip(motion, colour, shape, seed=5, **world)
     tr = track_object(c.frames)
     assert tr.found.all()
     assert trajectory_error(tr.positions, c.positions.numpy()) < 0.6  # pixels
@@ -105,6 +105,14 @@ def test_trail_points_against_the_motion_and_reverses_with_the_clip():
     plain_still = make_clip("stopgo", "blue", "square", seed=1)
     for i in np.nonzero(v < 0.3)[0]:
         assert torch.equal(still.frames[i], plain_still.frames[i])
+
+
+def test_clock_grows_with_the_frame_also_played_backwards():
+    """clock=True: a grey bar on the bottom row, (i + 1) / F of the width in frame i."""
+    c = make_clip("right/slowly", "red", "ball", seed=2, clock=True)
+    for clip in (c, reversed_clip(c, 64, 64)):
+        bar = (clip.frames[:, -1] - torch.tensor(BACKGROUND)).abs().amax(-1) > 0.1  # (F, W)
+        assert bar.sum(1).tolist() == [8 * (i + 1) for i in range(8)]
 
 
 def test_direction_and_errors():
