@@ -63,7 +63,8 @@ TRAIL_MIN_SPEED = 0.3
 #: frame index (frame i of F covers (i + 1) / F of the width, anti-aliased end), the same in every
 #: clip, in TRAIL_GREY (so the measure ignores it), shown only where the frame is plain background
 #: (the object, its edge included, covers it). Every frame shows when in the clip it is, which
-#: ZeroScope's UNet cannot otherwise tell (its temporal attention has no positions).
+#: ZeroScope's UNet can otherwise learn only through its temporal convolutions (its temporal
+#: attention has no positions).
 CLOCK_ROWS = 6
 
 
