@@ -190,8 +190,9 @@ def test_toyworld_demo_runs_as_loaded(server, object_info):
 @pytest.mark.parametrize("path", WORKFLOWS, ids=[p.name for p in WORKFLOWS])
 def test_workflow_in_frontend(frontend, object_info, path):
     """Open each workflow from the template endpoint in the real frontend, as a user would: no
-    missing node types, the frontend's conversion matches ours, and what it queues (tiny model,
-    shipped clip) passes validation and runs."""
+    missing node types, and the frontend's conversion matches ours, so what it queues is the prompt
+    that test_workflow_runs queues and runs (tiny model, shipped clip). Queuing it again here would
+    run the same prompt twice more (both frontends) for nothing new: 2-3 minutes of CI."""
     srv = frontend.server
     workflow = srv.get(f"/api/workflow_templates/{PACK_NAME}/{path.name}")
     missing = frontend.load(workflow, path.name)
@@ -205,11 +206,6 @@ def test_workflow_in_frontend(frontend, object_info, path):
         return {k: {"class_type": v["class_type"],
                     "inputs": {n: x for n, x in v["inputs"].items() if n in known(v["class_type"])}} for k, v in p.items()}
     assert strip(ui_prompt) == ui_to_api(workflow, object_info), f"frontend {frontend.version} converts differently"
-    # Queue what the frontend made (small settings): no validation error, and it runs.
-    wan = any(n["class_type"] == "DMTLoadWan" for n in ui_prompt.values())
-    entry = srv.run(shrink(strip(ui_prompt), WAN_SMALL if wan else None))
-    assert_success(entry)
-    assert all(video_info(f)[0] == (WAN_SMALL_FRAMES if wan else SMALL_FRAMES) for f in saved_files(srv.base, entry))
 
 
 # --- errors --------------------------------------------------------------------------------
