@@ -56,7 +56,8 @@ def test_g3_prior_holds_with_the_motion_applied(g3_circle):
     assert g3_circle.figures["lora"]["prior_accuracy"] >= TH["G3"]["prior_accuracy_min"], _report(g3_circle)
 
 
-@toy_not_met("ratios 1.63 (circle) and 1.52 (zigzag) with both applied (threshold 0.5)", run=False)
+@toy_not_met("ratios 1.56 (circle) and 1.43 (zigzag, 1200 steps) with both applied (threshold 0.5; "
+             "each alone: 0.40 and 0.25)", run=False)
 def test_g3_two_motions_together(g3):
     two = g3.figures["two_motions"]
     assert max(two["ratio_circle"], two["ratio_zigzag"]) <= TH["G3"]["ratio_max"], _report(g3)
